@@ -1,0 +1,105 @@
+"""Queue disciplines: who waits where, who is served next, who is evicted when full.
+
+A queue holds request ids (ints into the columnar request log). Every discipline supplies
+``push(rid)``, ``pop() -> rid`` (the next to serve; only called when non-empty),
+``evict() -> rid`` (the one to drop for ``overflow: drop-oldest``) and ``__len__``.
+They are looked up by the name used in scenario files (:data:`DISCIPLINES`). The hot
+methods are bound ``deque`` methods where possible, so a push or pop costs no Python call.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+
+class Queue(Protocol):
+    """What the engine needs from a discipline."""
+
+    push: Callable[[int], None]
+    pop: Callable[[], int]
+    evict: Callable[[], int]
+
+    def __len__(self) -> int: ...
+
+    def waiting(self) -> list[int]: ...
+
+
+class FifoQueue(deque[int]):
+    """First in, first out: fair, but under overload it serves the oldest, most likely dead, requests.
+
+    A ``deque`` subclass so that ``push``, ``pop`` and ``len`` run in C.
+    """
+
+    push = deque.append
+    pop = deque.popleft  # type: ignore[assignment]
+    evict = deque.popleft
+
+    def waiting(self) -> list[int]:
+        """Ids in serving order (for tests and the end-of-run state)."""
+        return list(self)
+
+
+class LifoQueue(deque[int]):
+    """Last in, first out (a stack): serves the freshest request, which is the most likely still alive."""
+
+    push = deque.append
+    evict = deque.popleft  # the oldest sits at the bottom of the stack
+
+    def waiting(self) -> list[int]:
+        return list(reversed(self))
+
+
+class PriorityQueue:
+    """Strict non-preemptive priority by level (0 first), FIFO inside a level.
+
+    The article's rule: a new item goes behind every item of equal or higher priority.
+    ``level_of(rid)`` gives a request's level. Eviction takes the oldest request of the
+    lowest-priority (highest-numbered) non-empty level.
+    """
+
+    LEVELS = 10
+
+    def __init__(self, level_of: Callable[[int], int]) -> None:
+        self._levels: list[deque[int]] = [deque() for _ in range(self.LEVELS)]
+        self._level_of = level_of
+        self._size = 0
+
+    def push(self, rid: int) -> None:
+        self._levels[self._level_of(rid)].append(rid)
+        self._size += 1
+
+    def pop(self) -> int:
+        for level in self._levels:
+            if level:
+                self._size -= 1
+                return level.popleft()
+        raise IndexError("pop from an empty queue")
+
+    def evict(self) -> int:
+        for level in reversed(self._levels):
+            if level:
+                self._size -= 1
+                return level.popleft()
+        raise IndexError("evict from an empty queue")
+
+    def __len__(self) -> int:
+        return self._size
+
+    def waiting(self) -> list[int]:
+        return [rid for level in self._levels for rid in level]
+
+
+def make_queue(discipline: str, levels: Sequence[int], producer_of: Callable[[int], int]) -> Queue:
+    """Build the discipline named in a scenario. ``levels[p]`` is producer ``p``'s priority."""
+    if discipline == "fifo":
+        return FifoQueue()
+    if discipline == "lifo":
+        return LifoQueue()
+    if discipline == "priority":
+        return PriorityQueue(lambda rid: levels[producer_of(rid)])
+    raise ValueError(f"unknown discipline {discipline!r}")
+
+
+DISCIPLINES = ("fifo", "lifo", "priority")

@@ -1,0 +1,411 @@
+"""The scenario schema: typed, immutable, strict.
+
+This is the strict layer under the friendly YAML: every key is declared with its default
+and unit, unknown keys are refused with a "did you mean", and cross-field rules (a
+producer without a service time, arrivals that never stop) are checked here, so the
+engine only ever sees a scenario that makes sense. ``sim.scenario`` turns validation
+errors into one-line messages that name the file, the field, the bad value and the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from sim import arrivals, distributions
+from sim.units import parse_duration, parse_rate
+
+
+class FieldError(ValueError):
+    """A rule broken by a field below the model being validated; ``path`` is relative to it."""
+
+    def __init__(self, message: str, path: tuple[str | int, ...], value: object) -> None:
+        super().__init__(message)
+        self.path = path
+        self.value = value
+
+
+def _capacity(value: object) -> int | None:
+    if value is None or value == "unbounded":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError("must be an integer >= 0 (0 = no queue at all) or 'unbounded'")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+NonNegativeDuration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+PositiveRate = Annotated[float, BeforeValidator(parse_rate), Field(gt=0)]
+NonNegativeRate = Annotated[float, BeforeValidator(parse_rate), Field(ge=0)]
+Capacity = Annotated[int | None, BeforeValidator(_capacity)]
+Name = Annotated[str, Field(pattern=r"^[a-z0-9_-]+$")]
+
+
+class Strict(BaseModel):
+    """Base of every scenario block: frozen, and unknown keys are errors with a suggestion."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unknown_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            known = set(cls.model_fields)
+            for key in data:
+                if key not in known:
+                    close = difflib.get_close_matches(str(key), known, n=1)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    raise PydanticCustomError(
+                        "unknown_key",
+                        "unknown key {key!r}; {hint}allowed here: {allowed}",
+                        {"key": key, "hint": hint, "allowed": ", ".join(cls.model_fields)},
+                    )
+        return data
+
+
+def _read_numbers(info: ValidationInfo, file: str, what: str) -> tuple[float, ...]:
+    """Read one number per row (first column; a header row is allowed) from a file next to the scenario."""
+    base = Path((info.context or {}).get("base_dir", "."))
+    path = base / file
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise FieldError(
+            f"cannot read {str(path)!r} ({reason}); give a CSV file with one {what} in "
+            "seconds per row, with a path relative to the scenario file",
+            ("file",),
+            file,
+        ) from None
+    values: list[float] = []
+    for number, line in enumerate(lines, start=1):
+        cell = line.split(",")[0].strip()
+        if not cell:
+            continue
+        try:
+            values.append(float(cell))
+        except ValueError:
+            if number == 1 and not values:
+                continue  # a header row
+            raise FieldError(
+                f"row {number} of {str(path)!r} is {cell!r}, not a number; "
+                f"give one {what} in seconds per row",
+                ("file",),
+                file,
+            ) from None
+    if not values:
+        raise FieldError(f"{str(path)!r} holds no {what}s; give one per row", ("file",), file)
+    if any(not math.isfinite(v) or v < 0 for v in values):
+        raise FieldError(
+            f"{str(path)!r} has a negative or infinite {what}; every value must be >= 0",
+            ("file",),
+            file,
+        )
+    return tuple(values)
+
+
+# --- service-time distributions -------------------------------------------------------------
+
+
+class ExponentialSpec(Strict):
+    dist: Literal["exponential"]
+    mean: PositiveDuration
+
+    def build(self) -> distributions.Distribution:
+        return distributions.Exponential(self.mean)
+
+
+class ConstantSpec(Strict):
+    dist: Literal["constant"]
+    value: NonNegativeDuration
+
+    def build(self) -> distributions.Distribution:
+        return distributions.Constant(self.value)
+
+
+class UniformSpec(Strict):
+    dist: Literal["uniform"]
+    low: NonNegativeDuration
+    high: NonNegativeDuration
+
+    @model_validator(mode="after")
+    def _ordered(self) -> UniformSpec:
+        if self.high < self.low:
+            raise FieldError("high must be >= low", ("high",), self.high)
+        return self
+
+    def build(self) -> distributions.Distribution:
+        return distributions.Uniform(self.low, self.high)
+
+
+class LognormalSpec(Strict):
+    """Give the mean and either ``cv`` (std / mean) or ``sigma`` (the log-space standard deviation)."""
+
+    dist: Literal["lognormal"]
+    mean: PositiveDuration
+    cv: Annotated[float, Field(gt=0)] | None = None
+    sigma: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _one_spread(self) -> LognormalSpec:
+        if (self.cv is None) == (self.sigma is None):
+            raise FieldError("give exactly one of cv or sigma", ("cv",), self.cv)
+        return self
+
+    def build(self) -> distributions.Distribution:
+        cv = self.cv if self.cv is not None else math.sqrt(math.expm1(self.sigma**2))  # type: ignore[operator]
+        return distributions.Lognormal(self.mean, cv)
+
+
+class GammaSpec(Strict):
+    dist: Literal["gamma"]
+    mean: PositiveDuration
+    cv: Annotated[float, Field(gt=0)]
+
+    def build(self) -> distributions.Distribution:
+        return distributions.Gamma(self.mean, self.cv)
+
+
+class EmpiricalSpec(Strict):
+    """Resample durations (seconds, one per row) from ``file``, relative to the scenario file."""
+
+    dist: Literal["empirical"]
+    file: str
+    _values: tuple[float, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="after")
+    def _load(self, info: ValidationInfo) -> EmpiricalSpec:
+        self._values = _read_numbers(info, self.file, "duration")
+        return self
+
+    def build(self) -> distributions.Distribution:
+        return distributions.Empirical(self._values)
+
+
+DistributionSpec = Annotated[
+    ExponentialSpec | ConstantSpec | UniformSpec | LognormalSpec | GammaSpec | EmpiricalSpec,
+    Field(discriminator="dist"),
+]
+
+
+def _fixed_or_distribution(value: Any) -> str:
+    return "distribution" if isinstance(value, dict) else "fixed"
+
+
+Timeout = Annotated[
+    Annotated[PositiveDuration, Tag("fixed")] | Annotated[DistributionSpec, Tag("distribution")],
+    Discriminator(_fixed_or_distribution),
+]
+"""A client deadline: a fixed duration, or a patience distribution (``{dist: exponential, mean: 3s}``)."""
+
+
+# --- arrival processes ----------------------------------------------------------------------
+
+
+class PoissonSpec(Strict):
+    process: Literal["poisson"]
+    rate: PositiveRate
+    start: NonNegativeDuration = 0.0
+    stop: NonNegativeDuration | None = None
+    count: Annotated[int, Field(ge=1)] | None = None
+
+    def build(self) -> arrivals.ArrivalProcess:
+        return arrivals.PoissonArrivals(self.rate, self.start, self.stop, self.count)
+
+
+class ConstantArrivalSpec(Strict):
+    process: Literal["constant"]
+    rate: PositiveRate
+    start: NonNegativeDuration = 0.0
+    stop: NonNegativeDuration | None = None
+    count: Annotated[int, Field(ge=1)] | None = None
+
+    def build(self) -> arrivals.ArrivalProcess:
+        return arrivals.ConstantArrivals(self.rate, self.start, self.stop, self.count)
+
+
+class BurstSpec(Strict):
+    process: Literal["burst"]
+    count: Annotated[int, Field(ge=1)]
+    over: NonNegativeDuration = 0.0
+    at: NonNegativeDuration = 0.0
+
+    def build(self) -> arrivals.ArrivalProcess:
+        return arrivals.BurstArrivals(self.count, self.over, self.at)
+
+
+class PiecewiseSpec(Strict):
+    process: Literal["piecewise"]
+    rates: list[tuple[NonNegativeDuration, NonNegativeRate]] = Field(min_length=1)
+    stop: NonNegativeDuration | None = None
+    count: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _increasing(self) -> PiecewiseSpec:
+        times = [t for t, _ in self.rates]
+        for index in range(1, len(times)):
+            if times[index] <= times[index - 1]:
+                raise FieldError(
+                    "the times must increase: [[0s, 100/s], [60s, 900/s], ...]",
+                    ("rates", index, 0),
+                    times[index],
+                )
+        return self
+
+    def build(self) -> arrivals.ArrivalProcess:
+        return arrivals.PiecewiseArrivals(tuple(self.rates), self.stop, self.count)
+
+
+class TraceSpec(Strict):
+    """Replay arrival timestamps (seconds, one per row) from ``file``, relative to the scenario file."""
+
+    process: Literal["trace"]
+    file: str
+    _times: tuple[float, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="after")
+    def _load(self, info: ValidationInfo) -> TraceSpec:
+        self._times = tuple(np.sort(_read_numbers(info, self.file, "arrival timestamp")).tolist())
+        return self
+
+    def build(self) -> arrivals.ArrivalProcess:
+        return arrivals.TraceArrivals(self._times)
+
+
+ArrivalSpec = Annotated[
+    PoissonSpec | ConstantArrivalSpec | BurstSpec | PiecewiseSpec | TraceSpec,
+    Field(discriminator="process"),
+]
+
+
+# --- the blocks of a scenario ---------------------------------------------------------------
+
+
+class ProducerSpec(Strict):
+    """A source of requests (a client population, a traffic class)."""
+
+    name: Name = "clients"
+    arrivals: ArrivalSpec
+    timeout: Timeout | None = None
+    priority: Annotated[int, Field(ge=0, le=9)] | None = None
+    service: DistributionSpec | None = None
+
+    @property
+    def unbounded(self) -> bool:
+        """True when the arrivals alone never end (the scenario then needs ``until``)."""
+        return math.isinf(self.arrivals.build().horizon) and getattr(self.arrivals, "count", None) is None
+
+
+class QueueSpec(Strict):
+    discipline: Literal["fifo", "lifo", "priority"] = "fifo"
+    capacity: Capacity = None
+    overflow: Literal["reject", "drop-oldest"] = "reject"
+    on_expired: Literal["serve", "skip"] = "serve"
+
+
+class ConsumersSpec(Strict):
+    concurrency: Annotated[int, Field(ge=1)]
+    service: DistributionSpec | None = None
+
+
+DEFAULT_PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+
+
+class ReportSpec(Strict):
+    percentiles: list[Annotated[float, Field(gt=0, lt=100)]] = Field(
+        default_factory=lambda: list(DEFAULT_PERCENTILES)
+    )
+    bucket: PositiveDuration = 1.0
+
+
+class Scenario(Strict):
+    """A validated scenario. Build one with :func:`sim.load_scenario` or :meth:`Scenario.from_dict`."""
+
+    name: Name
+    description: str = ""
+    seed: Annotated[int, Field(ge=0)] = 0
+    replications: Annotated[int, Field(ge=1)] = 1
+    until: PositiveDuration | None = None
+    warmup: NonNegativeDuration = 0.0
+    producers: list[ProducerSpec] = Field(min_length=1)
+    queue: QueueSpec = QueueSpec()
+    consumers: ConsumersSpec
+    report: ReportSpec = ReportSpec()
+
+    _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _source: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        seen: set[str] = set()
+        for index, producer in enumerate(self.producers):
+            if producer.name in seen:
+                raise FieldError(
+                    "producer names must be unique; rename one",
+                    ("producers", index, "name"),
+                    producer.name,
+                )
+            seen.add(producer.name)
+            if producer.service is None and self.consumers.service is None:
+                raise FieldError(
+                    "no service time: set consumers.service, or service on this producer",
+                    ("producers", index, "service"),
+                    None,
+                )
+            if producer.priority is not None and self.queue.discipline != "priority":
+                raise FieldError(
+                    "priority is only used with queue.discipline: priority; remove it or change the discipline",
+                    ("producers", index, "priority"),
+                    producer.priority,
+                )
+            if self.until is None and producer.unbounded:
+                raise FieldError(
+                    "these arrivals never stop; give them stop or count, or give the scenario until",
+                    ("producers", index, "arrivals"),
+                    producer.arrivals.process,
+                )
+        if self.until is not None and self.warmup >= self.until:
+            raise FieldError("warmup must end before until", ("warmup",), self.warmup)
+        names = [percentile_column(p) for p in self.report.percentiles]
+        if len(set(names)) != len(names):
+            raise FieldError("percentiles must differ", ("report", "percentiles"), self.report.percentiles)
+        return self
+
+    @property
+    def source(self) -> Path | None:
+        """The file this scenario was read from, if any."""
+        return self._source
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The scenario as written (after ``--set`` overrides), before validation."""
+        return self._raw
+
+    def service_of(self, producer: ProducerSpec) -> distributions.Distribution:
+        """The service-time distribution of ``producer``'s requests (its own, else the consumers')."""
+        spec = producer.service or self.consumers.service
+        assert spec is not None  # guaranteed by _consistent
+        return spec.build()
+
+
+def percentile_column(percentile: float) -> str:
+    """Column suffix for a percentile: 50 -> ``p50``, 99.9 -> ``p999``."""
+    text = f"{percentile:g}"
+    return "p" + text.replace(".", "")
