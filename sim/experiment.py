@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from sim.engine import RunRecords, replication_seeds, simulate
-from sim.metrics import summarize, timeseries
+from sim.metrics import Intervals, summarize, timeseries
 from sim.records import OUTCOMES
 from sim.schema import Scenario
 
@@ -110,12 +110,13 @@ def run(
                 report((replication + done) / count, now)
 
         records = simulate(scenario, replication_seeds(seed, replication), reporter)
+        intervals = Intervals(records)
         runs.append(
             Run(
                 replication=replication,
                 records=records,
-                summary=summarize(records, scenario, replication),
-                timeseries=timeseries(records, scenario.report.bucket),
+                summary=summarize(records, scenario, replication, intervals),
+                timeseries=timeseries(records, scenario.report.bucket, intervals),
                 producer_names=names,
             )
         )

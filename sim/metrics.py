@@ -32,32 +32,34 @@ WAIT_PERCENTILES = (50.0, 99.0)
 class StepFunction:
     """A count that goes up by one at each ``up`` time and down by one at each ``down`` time.
 
-    At equal times the decrements come first, so a request leaving as another arrives never
-    makes the count look higher than it was.
+    Kept as the two sorted time arrays with their running sums, so the count and its
+    integral at any set of points are two binary searches each: the area from 0 to ``x``
+    is ``x (N_up - N_down) - (sum of ups <= x - sum of downs <= x)``. At equal times the
+    decrements count first, so a request leaving as another arrives never makes the count
+    look higher than it was.
     """
 
     def __init__(self, up: Floats, down: Floats) -> None:
-        times = np.concatenate([up, down])
-        deltas = np.concatenate([np.ones(len(up)), -np.ones(len(down))])
-        order = np.lexsort((deltas, times))
-        self.times = times[order]
-        self.levels = np.cumsum(deltas[order])
-        widths = np.diff(self.times)
-        self._area = np.concatenate([[0.0], np.cumsum(self.levels[:-1] * widths)])
+        self.up = np.sort(up)
+        self.down = np.sort(down)
+        self._up_sums = np.concatenate([[0.0], np.cumsum(self.up)])
+        self._down_sums = np.concatenate([[0.0], np.cumsum(self.down)])
 
     def level_at(self, points: Floats) -> Floats:
-        """The count just after each point (0 before the first change)."""
-        index = np.searchsorted(self.times, points, side="right") - 1
-        return np.where(index >= 0, self.levels[np.maximum(index, 0)] if len(self.levels) else 0.0, 0.0)
+        """The count just after each point."""
+        ups = np.searchsorted(self.up, points, side="right")
+        downs = np.searchsorted(self.down, points, side="right")
+        return (ups - downs).astype(float)
 
     def integral(self, points: Floats) -> Floats:
         """The area under the count from 0 to each point."""
-        if len(self.times) == 0:
-            return np.zeros(len(points))
-        index = np.searchsorted(self.times, points, side="right") - 1
-        safe = np.maximum(index, 0)
-        area = self._area[safe] + self.levels[safe] * (points - self.times[safe])
-        return np.where(index >= 0, area, 0.0)
+        ups = np.searchsorted(self.up, points, side="right")
+        downs = np.searchsorted(self.down, points, side="right")
+        return points * (ups - downs) - (self._up_sums[ups] - self._down_sums[downs])
+
+    def _levels_after_ups(self) -> Floats:
+        """The count just after each increment: the only places a maximum can be reached."""
+        return (np.arange(1, len(self.up) + 1) - np.searchsorted(self.down, self.up, side="right")).astype(float)
 
     def average(self, begin: float, end: float) -> float:
         """Time average over ``[begin, end]`` (the level at ``begin`` if the span is empty)."""
@@ -73,48 +75,72 @@ class StepFunction:
 
     def bucket_maxima(self, edges: Floats) -> Floats:
         """The highest count reached in each bucket ``[edges[i], edges[i+1])``."""
-        result = self.level_at(edges[:-1]).astype(float)
-        if len(self.times):
-            bucket = np.searchsorted(edges, self.times, side="right") - 1
-            inside = (bucket >= 0) & (bucket < len(result))
-            np.maximum.at(result, bucket[inside], self.levels[inside])
+        result = self.level_at(edges[:-1])
+        first = np.searchsorted(self.up, edges[:-1], side="left")
+        last = np.searchsorted(self.up, edges[1:], side="left")
+        has_ups = last > first
+        if has_ups.any():
+            # Buckets partition time and ups are sorted, so each non-empty bucket's ups run
+            # from its first index to the next non-empty bucket's first index.
+            levels = self._levels_after_ups()[: last[-1]]
+            peaks = np.maximum.reduceat(levels, first[has_ups])
+            result[has_ups] = np.maximum(result[has_ups], peaks)
         return result
 
     def maximum(self, begin: float, end: float) -> float:
-        inside = (self.times >= begin) & (self.times <= end)
         start_level = float(self.level_at(np.array([begin]))[0])
-        return max(start_level, float(self.levels[inside].max(initial=0.0)))
+        inside = (self.up >= begin) & (self.up <= end)
+        if not inside.any():
+            return start_level
+        return max(start_level, float(self._levels_after_ups()[inside].max()))
 
 
 class Intervals:
-    """The waiting, service and in-system intervals of a run's requests."""
+    """The waiting, service and in-system intervals of a run's requests, as step functions.
+
+    The step functions over all requests are built once and shared by the summary and the
+    time series; per-producer ones are built on demand.
+    """
 
     def __init__(self, records: RunRecords) -> None:
         c = records.columns
         end = records.end_time
-        self.rejected = c.outcome == REJECTED
+        self.records = records
+        rejected = c.outcome == REJECTED
         started = ~np.isnan(c.start)
         left = np.where(np.isnan(c.finish), end, c.finish)
         # Waiting: arrival until service starts, or until dropped/expired, or until the end.
         self.queue_leave = np.where(started, c.start, left)
-        self.queued = ~self.rejected & (self.queue_leave > c.arrival)
+        self.queued = ~rejected & (self.queue_leave > c.arrival)
         # Service: start until finish (or the end of the run).
         self.busy_end = np.where(started, left, np.nan)
         self.busy = started & (self.busy_end > c.start)
+        # In the system: arrival until leaving (rejected requests never enter).
         self.system_leave = left
-        self.in_system = ~self.rejected & (left > c.arrival)
+        self.in_system = ~rejected & (left > c.arrival)
+        self._cache: dict[str, StepFunction] = {}
 
-    def queue(self, records: RunRecords, mask: Mask | None = None) -> StepFunction:
-        keep = self.queued if mask is None else self.queued & mask
-        return StepFunction(records.columns.arrival[keep], self.queue_leave[keep])
+    def _step(self, kind: str, begin: Floats, end: Floats, keep: Mask, mask: Mask | None) -> StepFunction:
+        if mask is None and kind in self._cache:
+            return self._cache[kind]
+        if mask is not None:
+            keep = keep & mask
+        step = StepFunction(begin[keep], end[keep])
+        if mask is None:
+            self._cache[kind] = step
+        return step
 
-    def service(self, records: RunRecords, mask: Mask | None = None) -> StepFunction:
-        keep = self.busy if mask is None else self.busy & mask
-        return StepFunction(records.columns.start[keep], self.busy_end[keep])
+    def queue(self, mask: Mask | None = None) -> StepFunction:
+        """Requests waiting in the queue (all, or those selected by ``mask``)."""
+        return self._step("queue", self.records.columns.arrival, self.queue_leave, self.queued, mask)
 
-    def system(self, records: RunRecords, mask: Mask | None = None) -> StepFunction:
-        keep = self.in_system if mask is None else self.in_system & mask
-        return StepFunction(records.columns.arrival[keep], self.system_leave[keep])
+    def service(self, mask: Mask | None = None) -> StepFunction:
+        """Requests in service, i.e. busy consumers."""
+        return self._step("service", self.records.columns.start, self.busy_end, self.busy, mask)
+
+    def system(self, mask: Mask | None = None) -> StepFunction:
+        """Requests in the system (waiting or in service)."""
+        return self._step("system", self.records.columns.arrival, self.system_leave, self.in_system, mask)
 
 
 def bucket_edges(end: float, bucket: float) -> tuple[Floats, float]:
@@ -128,20 +154,20 @@ def bucket_edges(end: float, bucket: float) -> tuple[Floats, float]:
     return np.arange(count + 1) * bucket, bucket
 
 
-def timeseries(records: RunRecords, bucket: float) -> pd.DataFrame:
+def timeseries(records: RunRecords, bucket: float, intervals: Intervals | None = None) -> pd.DataFrame:
     """Per time bucket: counts of what happened in it, and time averages of queue and consumers."""
     c = records.columns
     end = records.end_time
     edges, width = bucket_edges(end, bucket)
-    intervals = Intervals(records)
+    intervals = intervals or Intervals(records)
 
     def counted(times: Floats) -> NDArray[np.int64]:
         return np.histogram(times, bins=edges)[0]
 
     served = (c.outcome == COMPLETED) | (c.outcome == LATE)
     timed_out = (c.outcome == LATE) | (c.outcome == EXPIRED)
-    queue = intervals.queue(records)
-    busy = intervals.service(records)
+    queue = intervals.queue()
+    busy = intervals.service()
     frame = pd.DataFrame(
         {
             "time": edges[:-1],
@@ -156,7 +182,7 @@ def timeseries(records: RunRecords, bucket: float) -> pd.DataFrame:
             "queue_length": queue.bucket_averages(edges, end),
             "queue_max": queue.bucket_maxima(edges),
             "busy": busy.bucket_averages(edges, end),
-            "in_system": intervals.system(records).bucket_averages(edges, end),
+            "in_system": intervals.system().bucket_averages(edges, end),
         }
     )
     frame.attrs["bucket"] = width
@@ -187,10 +213,11 @@ def _latency_percentiles(scenario: Scenario) -> tuple[float, ...]:
     return tuple(sorted(set(REQUIRED_PERCENTILES) | set(scenario.report.percentiles)))
 
 
-def summarize(records: RunRecords, scenario: Scenario, replication: int) -> pd.DataFrame:
+def summarize(records: RunRecords, scenario: Scenario, replication: int,
+              intervals: Intervals | None = None) -> pd.DataFrame:
     """One row for all requests (``producer = "all"``) and, with several producers, one per producer."""
     c = records.columns
-    intervals = Intervals(records)
+    intervals = intervals or Intervals(records)
     groups: list[tuple[str, Mask | None]] = [("all", None)]
     if len(scenario.producers) > 1:
         groups += [(p.name, c.producer == index) for index, p in enumerate(scenario.producers)]
@@ -209,7 +236,7 @@ def summarize(records: RunRecords, scenario: Scenario, replication: int) -> pd.D
         late = outcome == LATE
         wasted = float(np.sum((c.finish[mask] - c.start[mask])[late]))
         offered = int(len(outcome))
-        queue = intervals.queue(records, group)
+        queue = intervals.queue(group)
         row: dict[str, object] = {
             "scenario": scenario.name,
             "replication": replication,
@@ -231,10 +258,10 @@ def summarize(records: RunRecords, scenario: Scenario, replication: int) -> pd.D
                 for p, v in zip(WAIT_PERCENTILES, _percentiles(wait, WAIT_PERCENTILES), strict=True)
             },
             "wasted_work": wasted,
-            "utilization": intervals.service(records, group).average(begin, end) / records.concurrency,
+            "utilization": intervals.service(group).average(begin, end) / records.concurrency,
             "mean_queue": queue.average(begin, end),
             "max_queue": int(queue.maximum(begin, end)),
-            "mean_in_system": intervals.system(records, group).average(begin, end),
+            "mean_in_system": intervals.system(group).average(begin, end),
             "sim_time": records.end_time,
             "wall_time": records.wall_time,
         }

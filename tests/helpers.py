@@ -20,10 +20,14 @@ BASE: dict[str, Any] = {
 
 
 def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge ``changes`` into a copy of ``base`` (lists are replaced, not merged)."""
+    """Deep-merge ``changes`` into a copy of ``base``.
+
+    Lists, and mappings that name their own kind (``dist:`` or ``process:``), are replaced.
+    """
     result = copy.deepcopy(base)
     for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
+        replaces = isinstance(value, dict) and ("dist" in value or "process" in value)
+        if isinstance(value, dict) and isinstance(result.get(key), dict) and not replaces:
             result[key] = merge(result[key], value)
         else:
             result[key] = copy.deepcopy(value)

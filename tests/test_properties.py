@@ -1,0 +1,151 @@
+"""Properties that hold for every scenario: conservation of requests and Little's law.
+
+Hypothesis draws small random scenarios (any discipline, capacity, overflow rule, deadline
+handling, several producers, a time limit or none) and checks invariants of the records
+rather than particular numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sim
+from sim.metrics import Intervals
+from sim.records import COMPLETED, DROPPED, EXPIRED, IN_SYSTEM, LATE, REJECTED
+
+services = st.one_of(
+    st.builds(lambda m: {"dist": "exponential", "mean": m}, st.floats(0.05, 2.0)),
+    st.builds(lambda v: {"dist": "constant", "value": v}, st.sampled_from([0.0, 0.1, 0.5, 1.0])),
+    st.builds(lambda m, cv: {"dist": "lognormal", "mean": m, "cv": cv}, st.floats(0.05, 2.0), st.floats(0.1, 2.0)),
+)
+arrival_processes = st.one_of(
+    st.builds(lambda r, n: {"process": "poisson", "rate": r, "count": n}, st.floats(0.5, 50.0), st.integers(1, 120)),
+    st.builds(lambda r, n: {"process": "constant", "rate": r, "count": n}, st.floats(0.5, 50.0), st.integers(1, 60)),
+    st.builds(lambda n, over: {"process": "burst", "count": n, "over": over}, st.integers(1, 150),
+              st.sampled_from([0.0, 0.5, 2.0])),
+)
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> dict[str, Any]:
+    discipline = draw(st.sampled_from(["fifo", "lifo", "priority"]))
+    producers = []
+    for index in range(draw(st.integers(1, 3))):
+        producer: dict[str, Any] = {"name": f"p{index}", "arrivals": draw(arrival_processes)}
+        if draw(st.booleans()):
+            producer["timeout"] = draw(st.floats(0.05, 5.0))
+        if draw(st.booleans()):
+            producer["service"] = draw(services)
+        if discipline == "priority":
+            producer["priority"] = draw(st.integers(0, 9))
+        producers.append(producer)
+    scenario: dict[str, Any] = {
+        "name": "property",
+        "seed": draw(st.integers(0, 2**16)),
+        "producers": producers,
+        "queue": {
+            "discipline": discipline,
+            "capacity": draw(st.one_of(st.just("unbounded"), st.integers(0, 8))),
+            "overflow": draw(st.sampled_from(["reject", "drop-oldest"])),
+            "on_expired": draw(st.sampled_from(["serve", "skip"])),
+        },
+        "consumers": {"concurrency": draw(st.integers(1, 6)), "service": draw(services)},
+    }
+    if draw(st.booleans()):
+        scenario["until"] = draw(st.floats(0.5, 20.0))
+    if draw(st.booleans()):
+        scenario["warmup"] = draw(st.floats(0.0, 0.4))
+    return scenario
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_every_request_ends_in_exactly_one_consistent_outcome(data: dict[str, Any]) -> None:
+    scenario = sim.scenario_from_dict(data)
+    result = sim.run(scenario)
+    records = result.runs[0].records
+    c = records.columns
+    outcome, start, finish, arrival, deadline = c.outcome, c.start, c.finish, c.arrival, c.deadline
+    started = ~np.isnan(start)
+    left = ~np.isnan(finish)
+
+    # Conservation: the outcome counts add up to the arrivals, and what is still in the
+    # system is exactly what the engine had queued or in service when the run ended.
+    row = result.summary[result.summary["producer"] == "all"].iloc[0]
+    outcomes = ["completed", "late", "expired", "rejected", "dropped", "in_system"]
+    assert sum(int(row[o]) for o in outcomes) == row["offered"]
+    assert np.count_nonzero(outcome == IN_SYSTEM) == records.queued_at_end + records.busy_at_end
+    if scenario.until is None:
+        assert records.queued_at_end == records.busy_at_end == 0
+
+    # Each outcome agrees with the request's own timestamps.
+    served = (outcome == COMPLETED) | (outcome == LATE)
+    assert np.all(started[served] & left[served])
+    assert np.all(finish[outcome == COMPLETED] <= deadline[outcome == COMPLETED])
+    assert np.all(finish[outcome == LATE] > deadline[outcome == LATE])
+    np.testing.assert_allclose((finish - start)[served], c.service[served], rtol=1e-9, atol=1e-9)
+    never_served = (outcome == EXPIRED) | (outcome == REJECTED) | (outcome == DROPPED)
+    assert not started[never_served].any() and left[never_served].all()
+    assert np.all(deadline[outcome == EXPIRED] < finish[outcome == EXPIRED])
+    assert np.all(finish[outcome == REJECTED] == arrival[outcome == REJECTED])
+    assert not left[outcome == IN_SYSTEM].any()
+    assert np.all(start[started] >= arrival[started])
+    if scenario.queue.on_expired == "serve":
+        assert not (outcome == EXPIRED).any()
+    if scenario.queue.overflow == "reject":
+        assert not (outcome == DROPPED).any()
+
+    # Capacity limits: never more in service than consumers, never more waiting than room.
+    intervals = Intervals(records)
+    end = records.end_time
+    assert intervals.service().maximum(0, end) <= scenario.consumers.concurrency
+    if scenario.queue.capacity is not None:
+        assert intervals.queue().maximum(0, end) <= scenario.queue.capacity
+
+
+@settings(max_examples=80, deadline=None)
+@given(scenarios())
+def test_littles_law_holds_exactly_on_every_sample_path(data: dict[str, Any]) -> None:
+    # Over a run that drains completely, the area under "requests in the system" equals the
+    # sum of the time each request spent in it: L * T = sum(W), with no statistical error.
+    data.pop("until", None)
+    data.pop("warmup", None)
+    scenario = sim.scenario_from_dict(data)
+    result = sim.run(scenario)
+    records = result.runs[0].records
+    c = records.columns
+    row = result.summary[result.summary["producer"] == "all"].iloc[0]
+    sojourn = np.nansum(c.finish - c.arrival)
+    if records.end_time > 0:
+        assert np.isclose(row["mean_in_system"] * records.end_time, sojourn, rtol=1e-9, atol=1e-6)
+    # And the time series integrates to the same area.
+    series = result.runs[0].timeseries
+    begins = series["time"].to_numpy()
+    widths = np.clip(np.minimum(np.append(begins[1:], np.inf), records.end_time) - begins, 0, None)
+    assert np.isclose(float((series["in_system"].to_numpy() * widths).sum()), sojourn, rtol=1e-9, atol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(scenarios())
+def test_fifo_single_producer_starts_requests_in_arrival_order(data: dict[str, Any]) -> None:
+    data["queue"]["discipline"] = "fifo"
+    data["producers"] = data["producers"][:1]
+    data["producers"][0].pop("priority", None)
+    result = sim.run(sim.scenario_from_dict(data))
+    c = result.runs[0].records.columns
+    started = ~np.isnan(c.start)
+    assert np.all(np.diff(c.start[started]) >= 0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(scenarios())
+def test_same_seed_gives_identical_records(data: dict[str, Any]) -> None:
+    scenario = sim.scenario_from_dict(data)
+    first = sim.run(scenario).runs[0].records.columns
+    second = sim.run(scenario).runs[0].records.columns
+    for name in ("arrival", "start", "finish", "deadline", "service", "outcome", "producer"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
