@@ -137,8 +137,7 @@ class PiecewiseArrivals:
             for (begin, rate), end in zip(self.rates, ends, strict=True):
                 if rate <= 0:
                     continue
-                for block in _clipped(PoissonArrivals(rate, begin).blocks(rng), end, None):
-                    yield block
+                yield from _clipped(PoissonArrivals(rate, begin).blocks(rng), end, None)
 
         return _clipped(endless(), self.stop, self.count)
 

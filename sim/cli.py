@@ -7,13 +7,13 @@ code 2, never a traceback; nothing is written before the scenario has been valid
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import numbers
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
 
@@ -28,8 +28,17 @@ DURATION_COLUMNS = ("latency", "wait", "sim_time", "wall_time")
 SHARE_COLUMNS = ("timeout_rate", "utilization")
 
 
+class _UsageError(Exception):
+    """A command line argparse refuses; reported as one line like every other bad input."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{message}; see {self.prog} --help")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qsim", description="Discrete-event simulation of queues in front of bounded compute.")
+    parser = _Parser(prog="qsim", description="Discrete-event simulation of queues in front of bounded compute.")
     parser.add_argument("--version", action="version", version=f"qsim {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     running = commands.add_parser("run", help="run a scenario and write results/<name>/")
@@ -59,9 +68,10 @@ def _format_value(column: str, value: object) -> str:
         return f"{value:,.1f}/s"
     if column == "wasted_work":
         return f"{value:,.1f} s"
-    if float(value).is_integer():
-        return f"{int(value):,}"
-    return f"{value:,.3f}"
+    number = float(value)
+    if number.is_integer():
+        return f"{int(number):,}"
+    return f"{number:,.3f}"
 
 
 def format_summary(result: Result) -> str:
@@ -111,24 +121,36 @@ class _ProgressBar:
 
 
 def _run(args: argparse.Namespace) -> int:
-    overrides = dict(parse_override(text) for text in args.overrides)
-    scenario = load_scenario(args.scenario, overrides)
     if args.replications is not None and args.replications < 1:
         raise ScenarioError(f"--replications: got {args.replications}; give an integer >= 1")
     if args.seed is not None and args.seed < 0:
         raise ScenarioError(f"--seed: got {args.seed}; give an integer >= 0")
-    seed = scenario.seed if args.seed is None else args.seed
+    overrides = dict(parse_override(text) for text in args.overrides)
+    # --seed and --replications are overrides like --set, so the scenario as run (and its
+    # manifest) says what was really run.
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.replications is not None:
+        overrides["replications"] = args.replications
+    scenario = load_scenario(args.scenario, overrides)
     out = args.out if args.out is not None else Path("results") / scenario.name
+    if out.exists() and not out.is_dir():
+        raise ScenarioError(f"--out {out}: got a file; give a folder for the results (it is created if missing)")
     bar = None if args.json else _ProgressBar()
     began = time.perf_counter()
     try:
-        result = run(scenario, seed=seed, replications=args.replications, progress=bar)
+        result = run(scenario, progress=bar)
     finally:
         if bar is not None:
             bar.close()
     from sim.report import write_results
 
-    write_results(result, out, seed=seed, wall_time=time.perf_counter() - began, figures=not args.no_figures)
+    try:
+        write_results(result, out, seed=scenario.seed, wall_time=time.perf_counter() - began,
+                      figures=not args.no_figures)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ScenarioError(f"--out {out}: cannot write the results ({reason}); choose another folder") from None
     if args.json:
         print(result.summary.to_json(orient="records", indent=2))
     else:
@@ -138,19 +160,27 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    """Validate every file (not just up to the first bad one): one line per file."""
+    status = 0
     for path in args.scenarios:
-        scenario = load_scenario(path)
-        print(f"{path}: ok ({scenario.name}, {len(scenario.producers)} producer(s))")
-    return 0
+        try:
+            scenario = load_scenario(path)
+        except ScenarioError as error:
+            print(f"qsim: error: {error}", file=sys.stderr)
+            status = EXIT_BAD_INPUT
+        else:
+            print(f"{path}: ok ({scenario.name}, {len(scenario.producers)} producer(s))")
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """Run the command line ``argv`` and return the exit code (2 for bad input)."""
     try:
+        args = _parser().parse_args(argv)
         if args.command == "run":
             return _run(args)
         return _check(args)
-    except ScenarioError as error:
+    except (ScenarioError, _UsageError) as error:
         print(f"qsim: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

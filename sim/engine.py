@@ -32,7 +32,7 @@ from simpy.events import NORMAL, Event
 from sim.arrivals import Floats
 from sim.distributions import Distribution
 from sim.queues import make_queue
-from sim.records import CHUNK, DROPPED, EXPIRED, LATE, REJECTED, Columns, COMPLETED, RequestLog
+from sim.records import CHUNK, COMPLETED, DROPPED, EXPIRED, LATE, REJECTED, Columns, RequestLog
 from sim.schema import ProducerSpec, Scenario
 
 Progress = Callable[[float], None]
@@ -69,8 +69,20 @@ class RunRecords:
 class _Source:
     """One producer at run time: its block of upcoming arrivals and their pre-drawn demands."""
 
-    __slots__ = ("index", "blocks", "service_dist", "service_rng", "timeout", "patience_rng",
-                 "times", "services", "patience", "position", "length", "event")
+    __slots__ = (
+        "blocks",
+        "event",
+        "index",
+        "length",
+        "patience",
+        "patience_rng",
+        "position",
+        "service_dist",
+        "service_rng",
+        "services",
+        "timeout",
+        "times",
+    )
 
     def __init__(self, index: int, spec: ProducerSpec, service: Distribution,
                  seeds: np.random.SeedSequence, event: Event) -> None:
@@ -83,6 +95,7 @@ class _Source:
         self.times: list[float] = []
         self.services: list[float] = []
         self.patience: list[float] = []
+        """Seconds each request of the block will wait before its client gives up; empty if forever."""
         self.position = 0
         self.length = 0
         self.event = event
@@ -96,7 +109,7 @@ class _Source:
         self.times = block.tolist()
         self.services = self.service_dist.sample(self.service_rng, size).tolist()
         if self.timeout is None:
-            self.patience = [math.inf] * size
+            self.patience = []  # no deadline: the log's default is +inf
         elif isinstance(self.timeout, float):
             self.patience = [self.timeout] * size
         else:
@@ -146,6 +159,7 @@ def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: Progre
     free = [_Slot(env) for _ in range(concurrency)]
     free.reverse()  # slot 0 is handed out first: easier to read in traces
     take_free = free.pop
+    several_producers = len(scenario.producers) > 1
     count = 0
     allocated = 0
 
@@ -183,9 +197,11 @@ def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: Progre
             allocated += CHUNK
         position = source.position
         arrival[rid] = now
-        producer[rid] = source.index
         service[rid] = source.services[position]
-        deadline[rid] = now + source.patience[position]
+        if several_producers:
+            producer[rid] = source.index
+        if source.patience:
+            deadline[rid] = now + source.patience[position]
         if free:
             begin(take_free(), rid, now)
         elif len(queue) < limit:

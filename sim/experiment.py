@@ -71,13 +71,13 @@ def requests_frame(records: RunRecords, producer_names: list[str]) -> pd.DataFra
     return pd.DataFrame(
         {
             "request": np.arange(len(c)),
-            "producer": pd.Categorical.from_codes(c.producer.astype(np.int64), categories=producer_names),
+            "producer": pd.Categorical.from_codes(c.producer.astype(np.int64), categories=pd.Index(producer_names)),
             "arrival": c.arrival,
             "deadline": c.deadline,
             "service": c.service,
             "start": c.start,
             "finish": c.finish,
-            "outcome": pd.Categorical.from_codes(c.outcome.astype(np.int64), categories=list(OUTCOMES)),
+            "outcome": pd.Categorical.from_codes(c.outcome.astype(np.int64), categories=pd.Index(OUTCOMES)),
         }
     )
 
@@ -101,14 +101,7 @@ def run(
     horizon = scenario.until or max(p.arrivals.build().horizon for p in scenario.producers)
     runs = []
     for replication in range(count):
-        reporter = None
-        if progress is not None:
-            report = progress
-
-            def reporter(now: float, replication: int = replication) -> None:
-                done = min(1.0, now / horizon) if math.isfinite(horizon) and horizon > 0 else 0.5
-                report((replication + done) / count, now)
-
+        reporter = None if progress is None else _within(progress, replication, count, horizon)
         records = simulate(scenario, replication_seeds(seed, replication), reporter)
         intervals = Intervals(records)
         runs.append(
@@ -124,6 +117,16 @@ def run(
             progress((replication + 1) / count, records.end_time)
     per_run = pd.concat([r.summary for r in runs], ignore_index=True)
     return Result(scenario=scenario, runs=runs, summary=with_intervals(per_run))
+
+
+def _within(progress: ProgressFraction, replication: int, count: int, horizon: float) -> Callable[[float], None]:
+    """Turn one run's simulated time into the fraction of all replications done."""
+
+    def report(now: float) -> None:
+        done = min(1.0, now / horizon) if math.isfinite(horizon) and horizon > 0 else 0.5
+        progress((replication + done) / count, now)
+
+    return report
 
 
 def t_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float, float]:

@@ -55,7 +55,8 @@ class StepFunction:
         """The area under the count from 0 to each point."""
         ups = np.searchsorted(self.up, points, side="right")
         downs = np.searchsorted(self.down, points, side="right")
-        return points * (ups - downs) - (self._up_sums[ups] - self._down_sums[downs])
+        area: Floats = points * (ups - downs) - (self._up_sums[ups] - self._down_sums[downs])
+        return area
 
     def _levels_after_ups(self) -> Floats:
         """The count just after each increment: the only places a maximum can be reached."""
@@ -151,7 +152,8 @@ def bucket_edges(end: float, bucket: float) -> tuple[Floats, float]:
         magnitude = 10 ** math.floor(math.log10(wanted))
         bucket = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= wanted)
         count = max(1, math.ceil(end / bucket - 1e-9))
-    return np.arange(count + 1) * bucket, bucket
+    edges: Floats = np.arange(count + 1, dtype=np.float64) * bucket
+    return edges, float(bucket)
 
 
 def timeseries(records: RunRecords, bucket: float, intervals: Intervals | None = None) -> pd.DataFrame:
@@ -235,7 +237,7 @@ def summarize(records: RunRecords, scenario: Scenario, replication: int,
         wait = (c.start[mask] - c.arrival[mask])[served]
         late = outcome == LATE
         wasted = float(np.sum((c.finish[mask] - c.start[mask])[late]))
-        offered = int(len(outcome))
+        offered = len(outcome)
         queue = intervals.queue(group)
         row: dict[str, object] = {
             "scenario": scenario.name,
@@ -269,4 +271,4 @@ def summarize(records: RunRecords, scenario: Scenario, replication: int,
     return pd.DataFrame(rows, columns=summary_columns(scenario))
 
 
-__all__ = ["IN_SYSTEM", "StepFunction", "summarize", "timeseries", "summary_columns"]
+__all__ = ["IN_SYSTEM", "StepFunction", "summarize", "summary_columns", "timeseries"]

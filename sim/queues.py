@@ -17,9 +17,11 @@ from typing import Protocol
 class Queue(Protocol):
     """What the engine needs from a discipline."""
 
-    push: Callable[[int], None]
-    pop: Callable[[], int]
-    evict: Callable[[], int]
+    def push(self, rid: int, /) -> None: ...
+
+    def pop(self) -> int: ...
+
+    def evict(self) -> int: ...
 
     def __len__(self) -> int: ...
 
@@ -33,7 +35,7 @@ class FifoQueue(deque[int]):
     """
 
     push = deque.append
-    pop = deque.popleft  # type: ignore[assignment]
+    pop = deque.popleft
     evict = deque.popleft
 
     def waiting(self) -> list[int]:

@@ -38,11 +38,12 @@ class RequestLog:
         self.outcome = array("b")
 
     def grow(self) -> None:
-        """Add ``CHUNK`` empty rows: NaN times, producer 0, outcome in_system."""
+        """Add ``CHUNK`` empty rows: NaN times, no deadline (+inf), producer 0, outcome in_system."""
         nan = array("d", [math.nan]) * CHUNK
         zero = array("b", bytes(CHUNK))
-        for column in (self.arrival, self.deadline, self.service, self.start, self.finish):
+        for column in (self.arrival, self.service, self.start, self.finish):
             column.extend(nan)
+        self.deadline.extend(array("d", [math.inf]) * CHUNK)
         self.producer.extend(zero)
         self.outcome.extend(zero)
 

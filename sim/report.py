@@ -1,61 +1,27 @@
-"""The results folder: ``results/<name>/`` with tables, figures, a manifest and a short report.
-
-Every file is written to a temporary name and then renamed, so an interrupted or failed
-write never leaves a half-written file in place of a good one.
-"""
+"""The results folder: ``results/<name>/`` with tables, figures, a manifest and a short report."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import IO, Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from sim.experiment import Result
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 FIGURES = ("latency", "timeseries", "outcomes")
 VERSIONED = ("qsim", "simpy", "numpy", "pandas", "matplotlib", "pydantic", "scipy", "pyyaml")
-
-
-@contextmanager
-def atomic(path: Path, mode: str = "w") -> Iterator[IO[Any]]:
-    """Open a temporary file beside ``path``; rename it over ``path`` only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, mode) as stream:
-            yield stream
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-def _write_with(path: Path, writer: Callable[[Path], None]) -> None:
-    """Let ``writer`` write a temporary file (libraries that want a path), then rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        writer(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def versions() -> dict[str, str]:
@@ -96,33 +62,46 @@ def _markdown_table(frame: pd.DataFrame) -> str:
 
 
 def write_results(result: Result, out: Path, *, seed: int, wall_time: float, figures: bool = True) -> list[Path]:
-    """Write the results folder and return the files written."""
-    written: list[Path] = []
+    """Write the results folder and return the files written.
+
+    Everything is first written to a staging folder inside ``out`` and then moved into
+    place file by file (a rename each), so a failure while computing or drawing leaves the
+    previous results untouched. Figures of an earlier run are removed when this run draws
+    none, so the folder never mixes two runs.
+    """
     out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out, prefix=".staging-"))
+    try:
+        produced = _write_all(result, staging, seed=seed, wall_time=wall_time, figures=figures)
+        for relative in produced:
+            target = out / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / relative, target)
+        if not figures:
+            for name in FIGURES:
+                (out / "figures" / f"{name}.png").unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [out / relative for relative in produced]
 
-    def table(name: str, frame: pd.DataFrame, **options: Any) -> None:
-        path = out / name
-        _write_with(path, lambda temporary: frame.to_csv(temporary, index=False, **options))
-        written.append(path)
 
-    table("summary.csv", result.summary)
-    table("timeseries.csv", result.timeseries)
-    table("requests.csv.gz", result.requests, compression="gzip")
-    path = out / "manifest.json"
-    with atomic(path) as stream:
+def _write_all(result: Result, folder: Path, *, seed: int, wall_time: float, figures: bool) -> list[Path]:
+    """Write every output into ``folder``; return the paths relative to it."""
+    result.summary.to_csv(folder / "summary.csv", index=False)
+    result.timeseries.to_csv(folder / "timeseries.csv", index=False)
+    result.requests.to_csv(folder / "requests.csv.gz", index=False, compression="gzip")
+    with (folder / "manifest.json").open("w") as stream:
         json.dump(manifest(result, seed, wall_time), stream, indent=2, default=str)
         stream.write("\n")
-    written.append(path)
+    produced = [Path(name) for name in ("summary.csv", "timeseries.csv", "requests.csv.gz", "manifest.json")]
     if figures:
-        written += write_figures(result, out / "figures")
-    path = out / "report.md"
-    with atomic(path) as stream:
-        stream.write(report_markdown(result, figures))
-    written.append(path)
-    return written
+        produced += [Path("figures") / path.name for path in write_figures(result, folder / "figures")]
+    (folder / "report.md").write_text(report_markdown(result, figures))
+    return [*produced, Path("report.md")]
 
 
 def write_figures(result: Result, folder: Path) -> list[Path]:
+    """Draw the run's figures as PNG files in ``folder``."""
     from sim import plots  # matplotlib is imported only when figures are wanted
 
     scenario = result.scenario
@@ -133,12 +112,17 @@ def write_figures(result: Result, folder: Path) -> list[Path]:
         "timeseries": plots.timeseries_figure(first.timeseries, scenario.consumers.concurrency, title),
         "outcomes": plots.outcomes_figure(result.summary, title),
     }
+    folder.mkdir(parents=True, exist_ok=True)
     written = []
     for name, figure in drawn.items():
         path = folder / f"{name}.png"
-        _write_with(path, lambda temporary, figure=figure: figure.savefig(temporary, dpi=110, format="png"))
+        _save_png(figure, path)
         written.append(path)
     return written
+
+
+def _save_png(figure: Figure, path: Path) -> None:
+    figure.savefig(path, dpi=110, format="png")
 
 
 def report_markdown(result: Result, figures: bool) -> str:

@@ -29,11 +29,25 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from sim import arrivals, distributions
-from sim.units import parse_duration, parse_rate
+from sim.units import format_duration, parse_duration, parse_rate
+
+
+class _Missing:
+    """The value of a key that was not given (``None`` may be a value someone wrote)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
 
 
 class FieldError(ValueError):
-    """A rule broken by a field below the model being validated; ``path`` is relative to it."""
+    """A rule broken by a field below the model being validated; ``path`` is relative to it.
+
+    ``value`` is the offending value, or :data:`MISSING` when the problem is an absent key;
+    the message says what is allowed (it follows "got VALUE; " in what the user reads).
+    """
 
     def __init__(self, message: str, path: tuple[str | int, ...], value: object) -> None:
         super().__init__(message)
@@ -41,21 +55,33 @@ class FieldError(ValueError):
         self.value = value
 
 
+def _not_bool(value: object) -> object:
+    """Refuse ``true``/``false`` where a number is expected (pydantic would read them as 1 and 0)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
 def _capacity(value: object) -> int | None:
     if value is None or value == "unbounded":
         return None
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    raise ValueError("must be an integer >= 0 (0 = no queue at all) or 'unbounded'")
+    close = isinstance(value, str) and difflib.get_close_matches(value.lower(), ["unbounded"], cutoff=0.6)
+    hint = "did you mean 'unbounded'? " if close else ""
+    raise ValueError(f"{hint}must be an integer >= 0 (0 = no queue at all) or 'unbounded'")
 
 
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Number = Annotated[float, BeforeValidator(_not_bool)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 NonNegativeDuration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 PositiveRate = Annotated[float, BeforeValidator(parse_rate), Field(gt=0)]
 NonNegativeRate = Annotated[float, BeforeValidator(parse_rate), Field(ge=0)]
 Capacity = Annotated[int | None, BeforeValidator(_capacity)]
-Name = Annotated[str, Field(pattern=r"^[a-z0-9_-]+$")]
+NAME_PATTERN = r"^[a-z0-9_-]+$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
 class Strict(BaseModel):
@@ -72,10 +98,12 @@ class Strict(BaseModel):
                 if key not in known:
                     close = difflib.get_close_matches(str(key), known, n=1)
                     hint = f"did you mean {close[0]!r}? " if close else ""
+                    # The message is built here and passed whole: pydantic fills ``{name}``
+                    # placeholders in a template, and a key may itself contain braces.
                     raise PydanticCustomError(
                         "unknown_key",
-                        "unknown key {key!r}; {hint}allowed here: {allowed}",
-                        {"key": key, "hint": hint, "allowed": ", ".join(cls.model_fields)},
+                        "{message}",
+                        {"message": f"unknown key; {hint}allowed here: {', '.join(cls.model_fields)}", "key": key},
                     )
         return data
 
@@ -85,12 +113,18 @@ def _read_numbers(info: ValidationInfo, file: str, what: str) -> tuple[float, ..
     base = Path((info.context or {}).get("base_dir", "."))
     path = base / file
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as error:
         reason = error.strerror or type(error).__name__
         raise FieldError(
             f"cannot read {str(path)!r} ({reason}); give a CSV file with one {what} in "
             "seconds per row, with a path relative to the scenario file",
+            ("file",),
+            file,
+        ) from None
+    except UnicodeDecodeError:
+        raise FieldError(
+            f"{str(path)!r} is not a text file; give a CSV file with one {what} in seconds per row",
             ("file",),
             file,
         ) from None
@@ -110,14 +144,14 @@ def _read_numbers(info: ValidationInfo, file: str, what: str) -> tuple[float, ..
                 ("file",),
                 file,
             ) from None
+        if not math.isfinite(values[-1]) or values[-1] < 0:
+            raise FieldError(
+                f"row {number} of {str(path)!r} is {cell!r}; every {what} must be a finite number >= 0",
+                ("file",),
+                file,
+            )
     if not values:
-        raise FieldError(f"{str(path)!r} holds no {what}s; give one per row", ("file",), file)
-    if any(not math.isfinite(v) or v < 0 for v in values):
-        raise FieldError(
-            f"{str(path)!r} has a negative or infinite {what}; every value must be >= 0",
-            ("file",),
-            file,
-        )
+        raise FieldError(f"{str(path)!r} holds no {what}s; give one number (seconds) per row", ("file",), file)
     return tuple(values)
 
 
@@ -148,7 +182,7 @@ class UniformSpec(Strict):
     @model_validator(mode="after")
     def _ordered(self) -> UniformSpec:
         if self.high < self.low:
-            raise FieldError("high must be >= low", ("high",), self.high)
+            raise FieldError(f"high must be >= low ({format_duration(self.low)})", ("high",), self.high)
         return self
 
     def build(self) -> distributions.Distribution:
@@ -160,13 +194,19 @@ class LognormalSpec(Strict):
 
     dist: Literal["lognormal"]
     mean: PositiveDuration
-    cv: Annotated[float, Field(gt=0)] | None = None
-    sigma: Annotated[float, Field(gt=0)] | None = None
+    cv: Annotated[Number, Field(gt=0)] | None = None
+    sigma: Annotated[Number, Field(gt=0)] | None = None
 
     @model_validator(mode="after")
     def _one_spread(self) -> LognormalSpec:
-        if (self.cv is None) == (self.sigma is None):
-            raise FieldError("give exactly one of cv or sigma", ("cv",), self.cv)
+        if self.cv is None and self.sigma is None:
+            raise FieldError(
+                "give the spread: cv (standard deviation / mean, e.g. 0.5) or sigma (log-space standard deviation)",
+                ("cv",),
+                MISSING,
+            )
+        if self.cv is not None and self.sigma is not None:
+            raise FieldError("give cv or sigma, not both; remove one", ("sigma",), self.sigma)
         return self
 
     def build(self) -> distributions.Distribution:
@@ -177,7 +217,7 @@ class LognormalSpec(Strict):
 class GammaSpec(Strict):
     dist: Literal["gamma"]
     mean: PositiveDuration
-    cv: Annotated[float, Field(gt=0)]
+    cv: Annotated[Number, Field(gt=0)]
 
     def build(self) -> distributions.Distribution:
         return distributions.Gamma(self.mean, self.cv)
@@ -203,6 +243,7 @@ DistributionSpec = Annotated[
     ExponentialSpec | ConstantSpec | UniformSpec | LognormalSpec | GammaSpec | EmpiricalSpec,
     Field(discriminator="dist"),
 ]
+DISTRIBUTIONS = ("exponential", "constant", "uniform", "lognormal", "gamma", "empirical")
 
 
 def _fixed_or_distribution(value: Any) -> str:
@@ -219,12 +260,23 @@ Timeout = Annotated[
 # --- arrival processes ----------------------------------------------------------------------
 
 
+def _check_stop(stop: float | None, begin: float, what: str) -> None:
+    """Refuse a window that ends before it begins (it would silently generate nothing)."""
+    if stop is not None and stop <= begin:
+        raise FieldError(f"stop must be after {what} ({format_duration(begin)})", ("stop",), stop)
+
+
 class PoissonSpec(Strict):
     process: Literal["poisson"]
     rate: PositiveRate
     start: NonNegativeDuration = 0.0
     stop: NonNegativeDuration | None = None
-    count: Annotated[int, Field(ge=1)] | None = None
+    count: Annotated[Int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _stops_after_start(self) -> PoissonSpec:
+        _check_stop(self.stop, self.start, "start")
+        return self
 
     def build(self) -> arrivals.ArrivalProcess:
         return arrivals.PoissonArrivals(self.rate, self.start, self.stop, self.count)
@@ -235,7 +287,12 @@ class ConstantArrivalSpec(Strict):
     rate: PositiveRate
     start: NonNegativeDuration = 0.0
     stop: NonNegativeDuration | None = None
-    count: Annotated[int, Field(ge=1)] | None = None
+    count: Annotated[Int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _stops_after_start(self) -> ConstantArrivalSpec:
+        _check_stop(self.stop, self.start, "start")
+        return self
 
     def build(self) -> arrivals.ArrivalProcess:
         return arrivals.ConstantArrivals(self.rate, self.start, self.stop, self.count)
@@ -243,7 +300,7 @@ class ConstantArrivalSpec(Strict):
 
 class BurstSpec(Strict):
     process: Literal["burst"]
-    count: Annotated[int, Field(ge=1)]
+    count: Annotated[Int, Field(ge=1)]
     over: NonNegativeDuration = 0.0
     at: NonNegativeDuration = 0.0
 
@@ -255,10 +312,11 @@ class PiecewiseSpec(Strict):
     process: Literal["piecewise"]
     rates: list[tuple[NonNegativeDuration, NonNegativeRate]] = Field(min_length=1)
     stop: NonNegativeDuration | None = None
-    count: Annotated[int, Field(ge=1)] | None = None
+    count: Annotated[Int, Field(ge=1)] | None = None
 
     @model_validator(mode="after")
     def _increasing(self) -> PiecewiseSpec:
+        _check_stop(self.stop, self.rates[0][0], "the first rate's time")
         times = [t for t, _ in self.rates]
         for index in range(1, len(times)):
             if times[index] <= times[index - 1]:
@@ -293,6 +351,7 @@ ArrivalSpec = Annotated[
     PoissonSpec | ConstantArrivalSpec | BurstSpec | PiecewiseSpec | TraceSpec,
     Field(discriminator="process"),
 ]
+PROCESSES = ("poisson", "constant", "burst", "piecewise", "trace")
 
 
 # --- the blocks of a scenario ---------------------------------------------------------------
@@ -304,7 +363,7 @@ class ProducerSpec(Strict):
     name: Name = "clients"
     arrivals: ArrivalSpec
     timeout: Timeout | None = None
-    priority: Annotated[int, Field(ge=0, le=9)] | None = None
+    priority: Annotated[Int, Field(ge=0, le=9)] | None = None
     service: DistributionSpec | None = None
 
     @property
@@ -321,7 +380,7 @@ class QueueSpec(Strict):
 
 
 class ConsumersSpec(Strict):
-    concurrency: Annotated[int, Field(ge=1)]
+    concurrency: Annotated[Int, Field(ge=1)]
     service: DistributionSpec | None = None
 
 
@@ -329,19 +388,19 @@ DEFAULT_PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 
 
 class ReportSpec(Strict):
-    percentiles: list[Annotated[float, Field(gt=0, lt=100)]] = Field(
+    percentiles: list[Annotated[Number, Field(gt=0, lt=100)]] = Field(
         default_factory=lambda: list(DEFAULT_PERCENTILES)
     )
     bucket: PositiveDuration = 1.0
 
 
 class Scenario(Strict):
-    """A validated scenario. Build one with :func:`sim.load_scenario` or :meth:`Scenario.from_dict`."""
+    """A validated scenario. Build one with :func:`sim.load_scenario` or :func:`sim.scenario_from_dict`."""
 
     name: Name
     description: str = ""
-    seed: Annotated[int, Field(ge=0)] = 0
-    replications: Annotated[int, Field(ge=1)] = 1
+    seed: Annotated[Int, Field(ge=0)] = 0
+    replications: Annotated[Int, Field(ge=1)] = 1
     until: PositiveDuration | None = None
     warmup: NonNegativeDuration = 0.0
     producers: list[ProducerSpec] = Field(min_length=1)
@@ -354,20 +413,21 @@ class Scenario(Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
-        seen: set[str] = set()
+        seen: dict[str, int] = {}
         for index, producer in enumerate(self.producers):
             if producer.name in seen:
                 raise FieldError(
-                    "producer names must be unique; rename one",
+                    f"producers.{seen[producer.name]} has the same name; give each producer its own name",
                     ("producers", index, "name"),
                     producer.name,
                 )
-            seen.add(producer.name)
+            seen[producer.name] = index
             if producer.service is None and self.consumers.service is None:
                 raise FieldError(
-                    "no service time: set consumers.service, or service on this producer",
+                    "no service time for this producer's requests: set consumers.service "
+                    "(e.g. {dist: exponential, mean: 500ms}), or service on this producer",
                     ("producers", index, "service"),
-                    None,
+                    MISSING,
                 )
             if producer.priority is not None and self.queue.discipline != "priority":
                 raise FieldError(
@@ -377,15 +437,21 @@ class Scenario(Strict):
                 )
             if self.until is None and producer.unbounded:
                 raise FieldError(
-                    "these arrivals never stop; give them stop or count, or give the scenario until",
+                    "these arrivals never stop; give them stop (e.g. 60s) or count, or give the scenario until",
                     ("producers", index, "arrivals"),
                     producer.arrivals.process,
                 )
         if self.until is not None and self.warmup >= self.until:
-            raise FieldError("warmup must end before until", ("warmup",), self.warmup)
+            raise FieldError(
+                f"warmup must end before until ({format_duration(self.until)}); shorten it or raise until",
+                ("warmup",),
+                self.warmup,
+            )
         names = [percentile_column(p) for p in self.report.percentiles]
         if len(set(names)) != len(names):
-            raise FieldError("percentiles must differ", ("report", "percentiles"), self.report.percentiles)
+            raise FieldError(
+                "percentiles must differ; remove the repeated one", ("report", "percentiles"), self.report.percentiles
+            )
         return self
 
     @property

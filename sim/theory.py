@@ -75,8 +75,8 @@ def _birth_death(births: np.ndarray, deaths: np.ndarray) -> np.ndarray:
     """Stationary distribution of a finite birth-death chain, computed in log space."""
     log_terms = np.concatenate([[0.0], np.cumsum(np.log(births) - np.log(deaths))])
     log_terms -= log_terms.max()
-    weights = np.exp(log_terms)
-    return weights / weights.sum()
+    weights: np.ndarray = np.exp(log_terms)
+    return weights / float(weights.sum())
 
 
 def mmck(arrival_rate: float, service_rate: float, servers: int, capacity: int) -> Stationary:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -43,7 +45,7 @@ def test_step_function_matches_brute_force(pairs: list[tuple[int, int]]) -> None
     np.testing.assert_array_equal(step.level_at(grid), counts)
     np.testing.assert_allclose(step.integral(grid), np.concatenate([[0], np.cumsum(counts[:-1])]))
     edges = np.array([0.0, 5.0, 12.0, 13.0, 30.0, 41.0])
-    expected_max = [counts[(grid >= a) & (grid < b)].max() for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    expected_max = [counts[(grid >= a) & (grid < b)].max() for a, b in itertools.pairwise(edges)]
     np.testing.assert_array_equal(step.bucket_maxima(edges), expected_max)
     assert step.maximum(0, 40) == counts.max()
     assert step.average(0, 40) == pytest.approx(counts[:-1].mean())
@@ -53,7 +55,8 @@ def test_bucket_edges_widen_to_a_round_size_beyond_the_limit() -> None:
     edges, width = bucket_edges(10.0, 0.1)
     assert (len(edges) - 1, width) == (100, 0.1)
     edges, width = bucket_edges(1_000_000.0, 1.0)
-    assert width == 50.0 and len(edges) - 1 <= MAX_BUCKETS
+    assert width == 50.0
+    assert len(edges) - 1 <= MAX_BUCKETS
 
 
 def test_summary_has_every_documented_column_and_one_row_per_producer_group() -> None:
