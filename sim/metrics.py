@@ -216,15 +216,20 @@ def _latency_percentiles(scenario: Scenario) -> tuple[float, ...]:
 
 
 def summarize(records: RunRecords, scenario: Scenario, replication: int,
-              intervals: Intervals | None = None) -> pd.DataFrame:
-    """One row for all requests (``producer = "all"``) and, with several producers, one per producer."""
+              intervals: Intervals | None = None, warmup: float | None = None) -> pd.DataFrame:
+    """One row for all requests (``producer = "all"``) and, with several producers, one per producer.
+
+    ``warmup`` overrides the scenario's (needed when it is ``auto`` and was estimated from the run).
+    """
     c = records.columns
     intervals = intervals or Intervals(records)
     groups: list[tuple[str, Mask | None]] = [("all", None)]
     if len(scenario.producers) > 1:
         groups += [(p.name, c.producer == index) for index, p in enumerate(scenario.producers)]
-    measured = c.arrival >= scenario.warmup
-    begin, end = scenario.warmup, records.end_time
+    if warmup is None:
+        warmup = 0.0 if scenario.warmup == "auto" else scenario.warmup
+    measured = c.arrival >= warmup
+    begin, end = warmup, records.end_time
     span = end - begin
     percentiles = _latency_percentiles(scenario)
     rows = []

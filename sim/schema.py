@@ -402,7 +402,8 @@ class Scenario(Strict):
     seed: Annotated[Int, Field(ge=0)] = 0
     replications: Annotated[Int, Field(ge=1)] = 1
     until: PositiveDuration | None = None
-    warmup: NonNegativeDuration = 0.0
+    warmup: NonNegativeDuration | Literal["auto"] = 0.0
+    """Seconds to leave out of request statistics, or ``auto`` (MSER-5 on the time series)."""
     producers: list[ProducerSpec] = Field(min_length=1)
     queue: QueueSpec = QueueSpec()
     consumers: ConsumersSpec
@@ -441,7 +442,7 @@ class Scenario(Strict):
                     ("producers", index, "arrivals"),
                     producer.arrivals.process,
                 )
-        if self.until is not None and self.warmup >= self.until:
+        if self.until is not None and self.warmup != "auto" and self.warmup >= self.until:
             raise FieldError(
                 f"warmup must end before until ({format_duration(self.until)}); shorten it or raise until",
                 ("warmup",),
