@@ -1,21 +1,14 @@
 """Wiring a scenario into one SimPy environment and running it.
 
-The life of one request, all in this file:
+Producers create requests; each request becomes a job at each stage it is published to
+(:mod:`sim.stage` has the life of a job). In a single-stage scenario a request *is* its one
+job. With several stages a :class:`_Router` follows each request through the topology:
+when a job finishes it publishes a copy to every stage in ``then`` (fan-out), and a request
+is resolved when every job it spawned has left; its deadline covers the whole path.
 
-1. **arrive** - a producer's reusable event fires; the request gets the next id, its
-   arrival time, deadline and (pre-drawn) service demand are written to the log;
-2. **admit** - a free consumer starts it at once; else it joins the queue if there is
-   room; else the queue's overflow rule rejects it or evicts the oldest waiting request;
-3. **serve** - the consumer's reusable completion event is scheduled ``service`` seconds on;
-4. **finish** - the outcome is ``completed`` if it ended by its deadline, else ``late``;
-   the consumer takes the next waiting request (skipping expired ones when
-   ``on_expired: skip``) or goes back to the free list.
-
-Speed (see ``docs`` in the README): no SimPy process and no new event object per request.
-Each producer and each consumer slot owns one event that is re-armed after it fires, random
-numbers come in blocks, and the handlers are closures over local names, because attribute
-look-ups are the main cost of a Python event loop. Deadlines need no event: an expired
-request is recognised when it reaches the head of the queue.
+Speed: one reusable SimPy event per producer, re-armed for each arrival; arrival times,
+service demands and patience are drawn ahead in NumPy blocks (see :mod:`sim.stage` for the
+consumers' side).
 """
 
 from __future__ import annotations
@@ -24,6 +17,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from heapq import heappush
 
 import numpy as np
 import simpy
@@ -31,16 +25,21 @@ from simpy.events import NORMAL, Event
 
 from sim.arrivals import Floats
 from sim.distributions import Distribution
-from sim.queues import make_queue
-from sim.records import CHUNK, COMPLETED, DROPPED, EXPIRED, LATE, REJECTED, Columns, RequestLog
+from sim.records import COMPLETED, IN_SYSTEM, LATE, Columns, JobLog, RequestLog
 from sim.schema import ProducerSpec, Scenario
+from sim.stage import Router, Stage, wire_stage
 
 Progress = Callable[[float], None]
 """Called now and then with the current simulated time, when a progress display is wanted."""
 
-# Sub-stream roles: each producer draws arrivals, service demands and patience from its own
-# stream, so changing one (say, the queue discipline) leaves the others' numbers unchanged.
+# Sub-stream roles: each producer draws arrivals, service demands (per stage) and patience
+# from its own stream, so changing one thing (the queue discipline, another producer) leaves
+# the other numbers unchanged: common random numbers across compared scenarios.
 ARRIVALS, SERVICE, PATIENCE = range(3)
+STAGE_STREAMS = 1_000_000
+"""Spawn-key namespace for stage-owned streams (AQM drop decisions): ``(STAGE_STREAMS + stage,)``."""
+
+SERVICE_BLOCK = 4096
 
 
 def stream(seeds: np.random.SeedSequence, *key: int) -> np.random.Generator:
@@ -56,14 +55,23 @@ def replication_seeds(seed: int, replication: int) -> np.random.SeedSequence:
 
 @dataclass(frozen=True)
 class RunRecords:
-    """Everything one run produced: request columns plus the state of the system at the end."""
+    """Everything one run produced: request and job columns plus the state at the end.
+
+    ``columns`` are end-to-end requests; ``jobs`` are stage visits (the same object when
+    the scenario has one stage). ``queued_at_end`` and ``busy_at_end`` count jobs.
+    """
 
     columns: Columns
+    jobs: Columns
     end_time: float
     queued_at_end: int
     busy_at_end: int
     concurrency: int
     wall_time: float
+    stage_names: tuple[str, ...] = ("main",)
+    stage_concurrency: tuple[int, ...] = ()
+    requests_unresolved: int = 0
+    """Requests still in the system at the end (equals queued + busy jobs with one stage)."""
 
 
 class _Source:
@@ -71,34 +79,42 @@ class _Source:
 
     __slots__ = (
         "blocks",
+        "callbacks",
+        "demands",
         "event",
         "index",
         "length",
         "patience",
         "patience_rng",
         "position",
-        "service_dist",
-        "service_rng",
+        "service_dists",
+        "service_rngs",
         "services",
+        "targets",
         "timeout",
         "times",
     )
 
-    def __init__(self, index: int, spec: ProducerSpec, service: Distribution,
-                 seeds: np.random.SeedSequence, event: Event) -> None:
+    def __init__(self, index: int, spec: ProducerSpec, scenario: Scenario, seeds: np.random.SeedSequence,
+                 event: Event) -> None:
         self.index = index
         self.blocks: Iterator[Floats] = spec.arrivals.build().blocks(stream(seeds, index, ARRIVALS))
-        self.service_dist = service
-        self.service_rng = stream(seeds, index, SERVICE)
+        self.targets = scenario.entry_stages(spec)
+        self.service_dists = [scenario.service_at(stage, spec) for stage in self.targets]
+        self.service_rngs = [stream(seeds, index, SERVICE, stage) for stage in self.targets]
         self.timeout = spec.timeout
         self.patience_rng = stream(seeds, index, PATIENCE)
         self.times: list[float] = []
+        self.demands: list[list[float]] = []
+        """Per target stage, the service demand of each request of the block."""
         self.services: list[float] = []
+        """The demands at the first target (the only one in single-stage scenarios)."""
         self.patience: list[float] = []
-        """Seconds each request of the block will wait before its client gives up; empty if forever."""
+        """Seconds each request of the block waits before its client gives up; empty if forever."""
         self.position = 0
         self.length = 0
         self.event = event
+        self.callbacks: list[Callable[[Event], None]] = []
 
     def load(self) -> bool:
         """Fetch the next block of arrivals; False when the producer is done."""
@@ -107,7 +123,9 @@ class _Source:
             return False
         size = len(block)
         self.times = block.tolist()
-        self.services = self.service_dist.sample(self.service_rng, size).tolist()
+        self.demands = [d.sample(rng, size).tolist() for d, rng in zip(self.service_dists, self.service_rngs,
+                                                                        strict=True)]
+        self.services = self.demands[0]
         if self.timeout is None:
             self.patience = []  # no deadline: the log's default is +inf
         elif isinstance(self.timeout, float):
@@ -119,136 +137,217 @@ class _Source:
         return True
 
 
-class _Slot:
-    """A consumer: one request at a time, and one completion event re-armed for each."""
+class _Sampler:
+    """Service demands of one producer's requests at one downstream stage, drawn in blocks."""
 
-    __slots__ = ("event", "rid")
+    __slots__ = ("block", "dist", "next", "rng")
 
-    def __init__(self, env: simpy.Environment) -> None:
-        self.event = Event(env)
-        self.event._ok = True
-        self.event._value = self
-        self.rid = -1
+    def __init__(self, dist: Distribution, rng: np.random.Generator) -> None:
+        self.dist, self.rng = dist, rng
+        self.block: list[float] = []
+        self.next = 0
+
+    def __call__(self) -> float:
+        if self.next == len(self.block):
+            self.block = self.dist.sample(self.rng, SERVICE_BLOCK).tolist()
+            self.next = 0
+        value = self.block[self.next]
+        self.next += 1
+        return value
 
 
-def _armed(env: simpy.Environment, value: object) -> Event:
-    event = Event(env)
-    event._ok = True
-    event._value = value
-    return event
+class _Router(Router):
+    """Follows requests through a multi-stage topology; keeps the end-to-end request log."""
+
+    def __init__(self, jobs: JobLog, requests: RequestLog, then: list[list[int]],
+                 samplers: list[list[_Sampler]]) -> None:
+        self.jobs = jobs
+        self.requests = requests
+        self.then = then
+        self.samplers = samplers  # [stage][producer]
+        self.stages: list[Stage] = []
+        self.job_count = 0
+        self.request_count = 0
+
+    def jobs_created(self) -> int:
+        return self.job_count
+
+    def new_request(self, producer: int, now: float, deadline: float, branches: int) -> int:
+        rid = self.request_count
+        self.request_count += 1
+        log = self.requests
+        if rid == log.allocated:
+            log.grow()
+        log.producer[rid] = producer
+        log.arrival[rid] = now
+        log.deadline[rid] = deadline
+        log.pending[rid] = branches
+        return rid
+
+    def new_job(self, rid: int, stage: int, producer: int, now: float, deadline: float, service: float) -> int:
+        job = self.job_count
+        self.job_count += 1
+        log = self.jobs
+        if job == log.allocated:
+            log.grow()
+        log.request[job] = rid
+        log.stage[job] = stage
+        log.producer[job] = producer
+        log.arrival[job] = now
+        log.deadline[job] = deadline
+        log.service[job] = service
+        return job
+
+    def served(self, job: int, now: float) -> None:
+        jobs = self.jobs
+        rid, stage, producer, deadline = jobs.request[job], jobs.stage[job], jobs.producer[job], jobs.deadline[job]
+        children = self.then[stage]
+        self.requests.pending[rid] += len(children)
+        for child in children:
+            new = self.new_job(rid, child, producer, now, deadline, self.samplers[child][producer]())
+            self.stages[child].admit(new, now)
+        self._left(rid, now)
+
+    def failed(self, job: int, outcome: int, now: float) -> None:
+        rid = self.jobs.request[job]
+        requests = self.requests
+        if requests.outcome[rid] == IN_SYSTEM:
+            requests.outcome[rid] = outcome  # the first failure decides the end-to-end outcome
+            requests.reason[rid] = self.jobs.reason[job]
+        self._left(rid, now)
+
+    def _left(self, rid: int, now: float) -> None:
+        requests = self.requests
+        requests.pending[rid] -= 1
+        if requests.pending[rid] == 0:
+            requests.finish[rid] = now
+            if requests.outcome[rid] == IN_SYSTEM:
+                requests.outcome[rid] = COMPLETED if now <= requests.deadline[rid] else LATE
 
 
 def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: Progress | None = None) -> RunRecords:
     """Run ``scenario`` once with the random streams of ``seeds`` and return its records."""
     wall_start = time.perf_counter()
     env = simpy.Environment()
-    schedule = env.schedule
-    log = RequestLog()
-    arrival, deadline, service = log.arrival, log.deadline, log.service
-    start, finish, outcome, producer = log.start, log.finish, log.outcome, log.producer
-
-    spec = scenario.queue
-    limit = math.inf if spec.capacity is None else spec.capacity
-    skip_expired = spec.on_expired == "skip"
-    drop_oldest = spec.overflow == "drop-oldest"
+    heap, next_id = env._queue, env._eid
+    specs = scenario.stage_list
+    names = [p.name for p in scenario.producers]
+    routed = len(specs) > 1 or any(len(scenario.entry_stages(p)) > 1 for p in scenario.producers)
+    jobs = JobLog(routed)
     levels = [p.priority or 0 for p in scenario.producers]
-    queue = make_queue(spec.discipline, levels, producer.__getitem__)
-    push, pop, evict = queue.push, queue.pop, queue.evict
+    router: _Router | None = None
+    if routed:
+        by_name = {spec.name: index for index, spec in enumerate(specs)}
+        samplers = [[_Sampler(scenario.service_at(s, p), stream(seeds, pi, SERVICE, s))
+                     for pi, p in enumerate(scenario.producers)] for s in range(len(specs))]
+        router = _Router(jobs, RequestLog(), [[by_name[t] for t in spec.then] for spec in specs], samplers)
+    stages = [wire_stage(env, spec, jobs, levels=levels, producer_names=names,
+                         aqm_rng=stream(seeds, STAGE_STREAMS + index), router=router)
+              for index, spec in enumerate(specs)]
+    if router is not None:
+        router.stages = stages
+    if router is not None:
+        on_arrival = _routed_arrivals(env, router)
+        job_count = router.jobs_created
+    else:
+        on_arrival, job_count = _direct_arrivals(env, jobs, stages[0], len(names) > 1)
+    callbacks = [on_arrival]  # SimPy iterates a callbacks list and drops it: one list serves every arrival
+    horizon = 0.0
+    for index, producer in enumerate(scenario.producers):
+        event = Event(env)
+        event._ok = True
+        source = _Source(index, producer, scenario, seeds, event)
+        source.callbacks = callbacks
+        event._value = source
+        horizon = max(horizon, producer.arrivals.build().horizon)
+        if source.load():
+            event.callbacks = callbacks
+            heappush(heap, (source.times[0], NORMAL, next(next_id), event))
 
-    concurrency = scenario.consumers.concurrency
-    free = [_Slot(env) for _ in range(concurrency)]
-    free.reverse()  # slot 0 is handed out first: easier to read in traces
-    take_free = free.pop
-    several_producers = len(scenario.producers) > 1
+    _run(env, scenario.until, horizon, progress)
+
+    job_columns = jobs.freeze(job_count())
+    columns = router.requests.freeze(router.request_count, job_columns) if router is not None else job_columns
+    if scenario.until is not None:
+        end_time = scenario.until
+    elif len(columns):
+        end_time = float(max(np.nanmax(job_columns.arrival), np.nanmax(job_columns.finish, initial=0.0)))
+    else:
+        end_time = 0.0
+    return RunRecords(
+        columns=columns,
+        jobs=job_columns,
+        end_time=end_time,
+        queued_at_end=sum(len(stage.queue) for stage in stages),
+        busy_at_end=sum(stage.busy for stage in stages),
+        concurrency=sum(stage.concurrency for stage in stages),
+        wall_time=time.perf_counter() - wall_start,
+        stage_names=tuple(stage.name for stage in stages),
+        stage_concurrency=tuple(stage.concurrency for stage in stages),
+        requests_unresolved=int(np.count_nonzero(np.isnan(columns.finish))),
+    )
+
+
+def _direct_arrivals(env: simpy.Environment, jobs: JobLog, stage: Stage,
+                     several_producers: bool) -> tuple[Callable[[Event], None], Callable[[], int]]:
+    """The arrival handler of a single-stage scenario (a request is its one job, same id), and its counter."""
+    heap, next_id = env._queue, env._eid
+    arrival, deadline, service, producer = jobs.arrival, jobs.deadline, jobs.service, jobs.producer
+    admit = stage.admit
     count = 0
-    allocated = 0
-
-    def begin(slot: _Slot, rid: int, now: float) -> None:
-        start[rid] = now
-        slot.rid = rid
-        event = slot.event
-        event.callbacks = [on_finish]
-        schedule(event, NORMAL, service[rid])
-
-    def on_finish(event: Event) -> None:
-        slot: _Slot = event._value
-        now = env.now
-        rid = slot.rid
-        finish[rid] = now
-        outcome[rid] = COMPLETED if now <= deadline[rid] else LATE
-        while queue:
-            waiting = pop()
-            if skip_expired and deadline[waiting] < now:
-                outcome[waiting] = EXPIRED
-                finish[waiting] = now
-                continue
-            begin(slot, waiting, now)
-            return
-        free.append(slot)
 
     def on_arrival(event: Event) -> None:
-        nonlocal count, allocated
+        nonlocal count
         source: _Source = event._value
-        now = env.now
-        rid = count
+        now: float = env._now
+        job = count
         count += 1
-        if rid == allocated:
-            log.grow()
-            allocated += CHUNK
+        if job == jobs.allocated:
+            jobs.grow()
         position = source.position
-        arrival[rid] = now
-        service[rid] = source.services[position]
+        arrival[job] = now
+        service[job] = source.services[position]
         if several_producers:
-            producer[rid] = source.index
+            producer[job] = source.index
         if source.patience:
-            deadline[rid] = now + source.patience[position]
-        if free:
-            begin(take_free(), rid, now)
-        elif len(queue) < limit:
-            push(rid)
-        elif drop_oldest and queue:
-            victim = evict()
-            outcome[victim] = DROPPED
-            finish[victim] = now
-            push(rid)
-        else:
-            outcome[rid] = REJECTED
-            finish[rid] = now
+            deadline[job] = now + source.patience[position]
+        admit(job, now)
+        # Re-arm the producer's event for its next arrival.
         position += 1
         if position == source.length:
             if not source.load():
                 return
             position = 0
         source.position = position
-        event.callbacks = [on_arrival]
-        schedule(event, NORMAL, source.times[position] - now)
+        event.callbacks = source.callbacks
+        heappush(heap, (source.times[position], NORMAL, next(next_id), event))
 
-    horizon = 0.0
-    for index, spec_p in enumerate(scenario.producers):
-        source = _Source(index, spec_p, scenario.service_of(spec_p), seeds, _armed(env, None))
-        source.event._value = source
-        horizon = max(horizon, spec_p.arrivals.build().horizon)
-        if source.load():
-            source.event.callbacks = [on_arrival]
-            schedule(source.event, NORMAL, source.times[0])
+    return on_arrival, lambda: count
 
-    _run(env, scenario.until, horizon, progress)
 
-    columns = log.freeze(count)
-    if scenario.until is not None:
-        end_time = scenario.until
-    elif count:
-        end_time = float(max(np.nanmax(columns.arrival), np.nanmax(columns.finish, initial=0.0)))
-    else:
-        end_time = 0.0
-    return RunRecords(
-        columns=columns,
-        end_time=end_time,
-        queued_at_end=len(queue),
-        busy_at_end=concurrency - len(free),
-        concurrency=concurrency,
-        wall_time=time.perf_counter() - wall_start,
-    )
+def _routed_arrivals(env: simpy.Environment, router: _Router) -> Callable[[Event], None]:
+    """The arrival handler of a multi-stage scenario: one job per stage the producer publishes to."""
+    heap, next_id = env._queue, env._eid
+
+    def on_arrival(event: Event) -> None:
+        source: _Source = event._value
+        now: float = env._now
+        position = source.position
+        deadline = now + source.patience[position] if source.patience else math.inf
+        rid = router.new_request(source.index, now, deadline, len(source.targets))
+        for offset, stage in enumerate(source.targets):
+            job = router.new_job(rid, stage, source.index, now, deadline, source.demands[offset][position])
+            router.stages[stage].admit(job, now)
+        position += 1
+        if position == source.length:
+            if not source.load():
+                return
+            position = 0
+        source.position = position
+        event.callbacks = source.callbacks
+        heappush(heap, (source.times[position], NORMAL, next(next_id), event))
+
+    return on_arrival
 
 
 def _run(env: simpy.Environment, until: float | None, horizon: float, progress: Progress | None) -> None:
@@ -261,7 +360,8 @@ def _run(env: simpy.Environment, until: float | None, horizon: float, progress: 
     if progress is not None:
         end = until if until is not None else horizon
         step = end / 200 if math.isfinite(end) and end > 0 else 1.0
-        tick = _armed(env, None)
+        tick = Event(env)
+        tick._ok = True
 
         def on_tick(event: Event) -> None:
             nonlocal step
@@ -270,9 +370,8 @@ def _run(env: simpy.Environment, until: float | None, horizon: float, progress: 
                 if env.now > 2 * end:
                     step *= 2  # draining long after the horizon: tick less often
                 event.callbacks = [on_tick]
-                schedule(event, NORMAL, step)
+                env.schedule(event, NORMAL, step)
 
-        schedule = env.schedule
         tick.callbacks = [on_tick]
-        schedule(tick, NORMAL, step)
+        env.schedule(tick, NORMAL, step)
     env.run(until=until)

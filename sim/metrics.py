@@ -10,13 +10,14 @@ and the change points are sorted once.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
 from sim.engine import RunRecords
-from sim.records import COMPLETED, DROPPED, EXPIRED, IN_SYSTEM, LATE, OUTCOMES, REJECTED
+from sim.records import AQM, COMPLETED, DROPPED, EXPIRED, IN_SYSTEM, LATE, OUTCOMES, OVERFLOW, REJECTED, Columns
 from sim.schema import Scenario, percentile_column
 
 Floats = NDArray[np.float64]
@@ -97,28 +98,33 @@ class StepFunction:
 
 
 class Intervals:
-    """The waiting, service and in-system intervals of a run's requests, as step functions.
+    """Waiting, service and in-system intervals of a run, as step functions.
 
-    The step functions over all requests are built once and shared by the summary and the
-    time series; per-producer ones are built on demand.
+    Waiting and service are counted per job (a request's visit to a stage); being in the
+    system is counted per request end to end, or per job for a stage's own view. The step
+    functions over everything are built once and shared by the summary and the time series;
+    those for a producer or a stage are built on demand.
     """
 
     def __init__(self, records: RunRecords) -> None:
-        c = records.columns
-        end = records.end_time
         self.records = records
-        rejected = c.outcome == REJECTED
-        started = ~np.isnan(c.start)
-        left = np.where(np.isnan(c.finish), end, c.finish)
+        end = records.end_time
+        jobs = records.jobs
+        started = ~np.isnan(jobs.start)
+        job_left = np.where(np.isnan(jobs.finish), end, jobs.finish)
+        job_rejected = jobs.outcome == REJECTED
         # Waiting: arrival until service starts, or until dropped/expired, or until the end.
-        self.queue_leave = np.where(started, c.start, left)
-        self.queued = ~rejected & (self.queue_leave > c.arrival)
+        self.queue_leave = np.where(started, jobs.start, job_left)
+        self.queued = ~job_rejected & (self.queue_leave > jobs.arrival)
         # Service: start until finish (or the end of the run).
-        self.busy_end = np.where(started, left, np.nan)
-        self.busy = started & (self.busy_end > c.start)
-        # In the system: arrival until leaving (rejected requests never enter).
-        self.system_leave = left
-        self.in_system = ~rejected & (left > c.arrival)
+        self.busy_end = np.where(started, job_left, np.nan)
+        self.busy = started & (self.busy_end > jobs.start)
+        self.job_left = job_left
+        self.job_in_system = ~job_rejected & (job_left > jobs.arrival)
+        # In the system, end to end: arrival until the request's last job left.
+        requests = records.columns
+        self.system_leave = np.where(np.isnan(requests.finish), end, requests.finish)
+        self.in_system = (requests.outcome != REJECTED) & (self.system_leave > requests.arrival)
         self._cache: dict[str, StepFunction] = {}
 
     def _step(self, kind: str, begin: Floats, end: Floats, keep: Mask, mask: Mask | None) -> StepFunction:
@@ -131,17 +137,21 @@ class Intervals:
             self._cache[kind] = step
         return step
 
-    def queue(self, mask: Mask | None = None) -> StepFunction:
-        """Requests waiting in the queue (all, or those selected by ``mask``)."""
-        return self._step("queue", self.records.columns.arrival, self.queue_leave, self.queued, mask)
+    def queue(self, jobs: Mask | None = None) -> StepFunction:
+        """Jobs waiting in a queue (all, or those selected by a mask over jobs)."""
+        return self._step("queue", self.records.jobs.arrival, self.queue_leave, self.queued, jobs)
 
-    def service(self, mask: Mask | None = None) -> StepFunction:
-        """Requests in service, i.e. busy consumers."""
-        return self._step("service", self.records.columns.start, self.busy_end, self.busy, mask)
+    def service(self, jobs: Mask | None = None) -> StepFunction:
+        """Jobs in service, i.e. busy consumers."""
+        return self._step("service", self.records.jobs.start, self.busy_end, self.busy, jobs)
 
-    def system(self, mask: Mask | None = None) -> StepFunction:
-        """Requests in the system (waiting or in service)."""
-        return self._step("system", self.records.columns.arrival, self.system_leave, self.in_system, mask)
+    def system(self, requests: Mask | None = None) -> StepFunction:
+        """Requests in the system end to end (waiting or in service anywhere)."""
+        return self._step("system", self.records.columns.arrival, self.system_leave, self.in_system, requests)
+
+    def stage_system(self, jobs: Mask) -> StepFunction:
+        """Jobs of one stage in that stage (waiting or in service there)."""
+        return self._step("stage", self.records.jobs.arrival, self.job_left, self.job_in_system, jobs)
 
 
 def bucket_edges(end: float, bucket: float) -> tuple[Floats, float]:
@@ -157,7 +167,12 @@ def bucket_edges(end: float, bucket: float) -> tuple[Floats, float]:
 
 
 def timeseries(records: RunRecords, bucket: float, intervals: Intervals | None = None) -> pd.DataFrame:
-    """Per time bucket: counts of what happened in it, and time averages of queue and consumers."""
+    """Per time bucket: counts of what happened in it, and time averages of queues and consumers.
+
+    Counts are of requests (end to end); queue length and busy consumers add up every
+    stage. With several stages, ``<stage>.arrivals``, ``.served``, ``.lost``,
+    ``.queue_length`` and ``.busy`` columns follow for each.
+    """
     c = records.columns
     end = records.end_time
     edges, width = bucket_edges(end, bucket)
@@ -169,24 +184,33 @@ def timeseries(records: RunRecords, bucket: float, intervals: Intervals | None =
     served = (c.outcome == COMPLETED) | (c.outcome == LATE)
     timed_out = (c.outcome == LATE) | (c.outcome == EXPIRED)
     queue = intervals.queue()
-    busy = intervals.service()
-    frame = pd.DataFrame(
-        {
-            "time": edges[:-1],
-            "arrivals": counted(c.arrival),
-            "served": counted(c.finish[served]),
-            "completed": counted(c.finish[c.outcome == COMPLETED]),
-            "late": counted(c.deadline[c.outcome == LATE]),
-            "expired": counted(c.deadline[c.outcome == EXPIRED]),
-            "timeouts": counted(c.deadline[timed_out]),
-            "rejected": counted(c.arrival[c.outcome == REJECTED]),
-            "dropped": counted(c.finish[c.outcome == DROPPED]),
-            "queue_length": queue.bucket_averages(edges, end),
-            "queue_max": queue.bucket_maxima(edges),
-            "busy": busy.bucket_averages(edges, end),
-            "in_system": intervals.system().bucket_averages(edges, end),
-        }
-    )
+    columns: dict[str, object] = {
+        "time": edges[:-1],
+        "arrivals": counted(c.arrival),
+        "served": counted(c.finish[served]),
+        "completed": counted(c.finish[c.outcome == COMPLETED]),
+        "late": counted(c.deadline[c.outcome == LATE]),
+        "expired": counted(c.deadline[c.outcome == EXPIRED]),
+        "timeouts": counted(c.deadline[timed_out]),
+        "rejected": counted(c.arrival[c.outcome == REJECTED]),
+        "dropped": counted(c.finish[c.outcome == DROPPED]),
+        "queue_length": queue.bucket_averages(edges, end),
+        "queue_max": queue.bucket_maxima(edges),
+        "busy": intervals.service().bucket_averages(edges, end),
+        "in_system": intervals.system().bucket_averages(edges, end),
+    }
+    if len(records.stage_names) > 1:
+        jobs = records.jobs
+        lost = (jobs.outcome == REJECTED) | (jobs.outcome == DROPPED) | (jobs.outcome == EXPIRED)
+        job_served = (jobs.outcome == COMPLETED) | (jobs.outcome == LATE)
+        for index, name in enumerate(records.stage_names):
+            here = jobs.stage == index
+            columns[f"{name}.arrivals"] = counted(jobs.arrival[here])
+            columns[f"{name}.served"] = counted(jobs.finish[here & job_served])
+            columns[f"{name}.lost"] = counted(jobs.finish[here & lost])
+            columns[f"{name}.queue_length"] = intervals.queue(here).bucket_averages(edges, end)
+            columns[f"{name}.busy"] = intervals.service(here).bucket_averages(edges, end)
+    frame = pd.DataFrame(columns)
     frame.attrs["bucket"] = width
     return frame
 
@@ -197,13 +221,18 @@ def _percentiles(values: Floats, percentiles: tuple[float, ...]) -> list[float]:
     return [float(v) for v in np.percentile(values, percentiles)]
 
 
+KEY_COLUMNS = ("scenario", "replication", "producer", "stage")
+"""Columns that say what a summary row is about; every other column is a number."""
+
+
 def summary_columns(scenario: Scenario) -> list[str]:
     """The summary's columns, in order (percentiles as the scenario's report asks)."""
     latency = [f"latency_{percentile_column(p)}" for p in _latency_percentiles(scenario)]
     return [
-        "scenario", "replication", "producer",
+        *KEY_COLUMNS,
         "offered", "completed", "late", "expired", "rejected", "dropped", "in_system",
-        "timeout_rate", "throughput", "goodput",
+        "dropped_overflow", "dropped_aqm",
+        "timeout_rate", "starvation", "throughput", "goodput",
         "latency_mean", *latency,
         "wait_mean", *[f"wait_{percentile_column(p)}" for p in WAIT_PERCENTILES],
         "wasted_work", "utilization", "mean_queue", "max_queue", "mean_in_system",
@@ -215,43 +244,82 @@ def _latency_percentiles(scenario: Scenario) -> tuple[float, ...]:
     return tuple(sorted(set(REQUIRED_PERCENTILES) | set(scenario.report.percentiles)))
 
 
+@dataclass(frozen=True)
+class _View:
+    """What one summary row is computed from."""
+
+    producer: str
+    stage: str
+    rows: Columns
+    """Requests (end to end) or one stage's jobs."""
+    keep: Mask
+    """The measured rows of this group."""
+    queue: StepFunction
+    busy: StepFunction
+    system: StepFunction
+    late_jobs: Mask
+    concurrency: int
+
+
+def _views(records: RunRecords, scenario: Scenario, intervals: Intervals, warmup: float) -> list[_View]:
+    """End-to-end rows for all requests and each producer; with several stages, one row per stage."""
+    requests, jobs = records.columns, records.jobs
+    measured, measured_jobs = requests.arrival >= warmup, jobs.arrival >= warmup
+    late_jobs = jobs.outcome == LATE
+    views = [_View("all", "all", requests, measured, intervals.queue(), intervals.service(), intervals.system(),
+                   measured_jobs & late_jobs, records.concurrency)]
+    if len(scenario.producers) > 1:
+        for index, producer in enumerate(scenario.producers):
+            mine, my_jobs = requests.producer == index, jobs.producer == index
+            views.append(_View(producer.name, "all", requests, measured & mine, intervals.queue(my_jobs),
+                               intervals.service(my_jobs), intervals.system(mine),
+                               measured_jobs & late_jobs & my_jobs, records.concurrency))
+    if len(records.stage_names) > 1:
+        for index, name in enumerate(records.stage_names):
+            here = jobs.stage == index
+            views.append(_View("all", name, jobs, measured_jobs & here, intervals.queue(here),
+                               intervals.service(here), intervals.stage_system(here),
+                               measured_jobs & late_jobs & here, records.stage_concurrency[index]))
+    return views
+
+
 def summarize(records: RunRecords, scenario: Scenario, replication: int,
               intervals: Intervals | None = None, warmup: float | None = None) -> pd.DataFrame:
-    """One row for all requests (``producer = "all"``) and, with several producers, one per producer.
+    """Summary rows: all requests end to end (``producer = stage = "all"``), then each producer
+    (with several), then each stage (with several: that stage's jobs, waits and consumers).
 
     ``warmup`` overrides the scenario's (needed when it is ``auto`` and was estimated from the run).
     """
-    c = records.columns
     intervals = intervals or Intervals(records)
-    groups: list[tuple[str, Mask | None]] = [("all", None)]
-    if len(scenario.producers) > 1:
-        groups += [(p.name, c.producer == index) for index, p in enumerate(scenario.producers)]
     if warmup is None:
         warmup = 0.0 if scenario.warmup == "auto" else scenario.warmup
-    measured = c.arrival >= warmup
     begin, end = warmup, records.end_time
     span = end - begin
     percentiles = _latency_percentiles(scenario)
+    jobs = records.jobs
     rows = []
-    for name, group in groups:
-        mask = measured if group is None else measured & group
+    for view in _views(records, scenario, intervals, warmup):
+        c, mask = view.rows, view.keep
         outcome = c.outcome[mask]
+        reason = c.reason[mask]
         counts = {label: int(np.count_nonzero(outcome == code)) for code, label in enumerate(OUTCOMES)}
         served = (outcome == COMPLETED) | (outcome == LATE)
         latency = (c.finish[mask] - c.arrival[mask])[served]
         wait = (c.start[mask] - c.arrival[mask])[served]
-        late = outcome == LATE
-        wasted = float(np.sum((c.finish[mask] - c.start[mask])[late]))
         offered = len(outcome)
-        queue = intervals.queue(group)
+        lost = counts["late"] + counts["expired"] + counts["rejected"] + counts["dropped"]
         row: dict[str, object] = {
             "scenario": scenario.name,
             "replication": replication,
-            "producer": name,
+            "producer": view.producer,
+            "stage": view.stage,
             "offered": offered,
             **{label: counts[label] for label in OUTCOMES if label != "in_system"},
             "in_system": counts["in_system"],
+            "dropped_overflow": int(np.count_nonzero((outcome == DROPPED) & (reason == OVERFLOW))),
+            "dropped_aqm": int(np.count_nonzero((outcome == DROPPED) & (reason == AQM))),
             "timeout_rate": (counts["late"] + counts["expired"]) / offered if offered else math.nan,
+            "starvation": lost / offered if offered else math.nan,
             "throughput": int(served.sum()) / span if span > 0 else math.nan,
             "goodput": counts["completed"] / span if span > 0 else math.nan,
             "latency_mean": float(latency.mean()) if len(latency) else math.nan,
@@ -264,11 +332,11 @@ def summarize(records: RunRecords, scenario: Scenario, replication: int,
                 f"wait_{percentile_column(p)}": v
                 for p, v in zip(WAIT_PERCENTILES, _percentiles(wait, WAIT_PERCENTILES), strict=True)
             },
-            "wasted_work": wasted,
-            "utilization": intervals.service(group).average(begin, end) / records.concurrency,
-            "mean_queue": queue.average(begin, end),
-            "max_queue": int(queue.maximum(begin, end)),
-            "mean_in_system": intervals.system(group).average(begin, end),
+            "wasted_work": float(np.sum(jobs.finish[view.late_jobs] - jobs.start[view.late_jobs])),
+            "utilization": view.busy.average(begin, end) / view.concurrency,
+            "mean_queue": view.queue.average(begin, end),
+            "max_queue": int(view.queue.maximum(begin, end)),
+            "mean_in_system": view.system.average(begin, end),
             "sim_time": records.end_time,
             "wall_time": records.wall_time,
         }
@@ -276,4 +344,4 @@ def summarize(records: RunRecords, scenario: Scenario, replication: int,
     return pd.DataFrame(rows, columns=summary_columns(scenario))
 
 
-__all__ = ["IN_SYSTEM", "StepFunction", "summarize", "summary_columns", "timeseries"]
+__all__ = ["IN_SYSTEM", "KEY_COLUMNS", "StepFunction", "summarize", "summary_columns", "timeseries"]

@@ -1,6 +1,6 @@
 """Queue disciplines: who waits where, who is served next, who is evicted when full.
 
-A queue holds request ids (ints into the columnar request log). Every discipline supplies
+A queue holds job ids (ints into the columnar log of stage visits). Every discipline supplies
 ``push(rid)``, ``pop() -> rid`` (the next to serve; only called when non-empty),
 ``evict() -> rid`` (the one to drop for ``overflow: drop-oldest``) and ``__len__``.
 They are looked up by the name used in scenario files (:data:`DISCIPLINES`). The hot
@@ -93,7 +93,42 @@ class PriorityQueue:
         return [rid for level in self._levels for rid in level]
 
 
-def make_queue(discipline: str, levels: Sequence[int], producer_of: Callable[[int], int]) -> Queue:
+class AdaptiveLifoQueue(deque[int]):
+    """FIFO while the queue is short, LIFO once a queue has formed (Facebook, "Fail at Scale").
+
+    Normally the oldest request is served, which is fair; when the queue holds ``length``
+    requests or more (or, with ``wait``, its oldest has waited longer than that), the
+    newest is served instead: under overload it is the one most likely still wanted, and
+    the old ones are left to time out. ``arrival`` and ``clock`` give waiting times.
+    """
+
+    evict = deque.popleft
+
+    def __init__(self, length: int | None, wait: float | None, arrival: Sequence[float],
+                 clock: Callable[[], float]) -> None:
+        super().__init__()
+        self._length = length
+        self._wait = wait
+        self._arrival = arrival
+        self._clock = clock
+
+    push = deque.append
+
+    def pop(self) -> int:  # type: ignore[override]
+        if self._length is not None:
+            formed = len(self) >= self._length
+        else:
+            assert self._wait is not None
+            formed = self._clock() - self._arrival[self[0]] > self._wait
+        return super().pop() if formed else self.popleft()
+
+    def waiting(self) -> list[int]:
+        return list(self)
+
+
+def make_queue(discipline: str, levels: Sequence[int], producer_of: Callable[[int], int], *,
+               length: int | None = None, wait: float | None = None,
+               arrival: Sequence[float] = (), clock: Callable[[], float] = lambda: 0.0) -> Queue:
     """Build the discipline named in a scenario. ``levels[p]`` is producer ``p``'s priority."""
     if discipline == "fifo":
         return FifoQueue()
@@ -101,7 +136,9 @@ def make_queue(discipline: str, levels: Sequence[int], producer_of: Callable[[in
         return LifoQueue()
     if discipline == "priority":
         return PriorityQueue(lambda rid: levels[producer_of(rid)])
+    if discipline == "adaptive-lifo":
+        return AdaptiveLifoQueue(length, wait, arrival, clock)
     raise ValueError(f"unknown discipline {discipline!r}")
 
 
-DISCIPLINES = ("fifo", "lifo", "priority")
+DISCIPLINES = ("fifo", "lifo", "priority", "adaptive-lifo")

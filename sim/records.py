@@ -1,9 +1,14 @@
-"""Per-request records, kept as growable typed columns.
+"""Per-request and per-stage-visit records, kept as growable typed columns.
 
 One Python object per request would cost hundreds of bytes and an allocation per arrival;
-``array.array`` columns cost 8 bytes a value and an indexed store. The log grows in
+``array.array`` columns cost 8 bytes a value and an indexed store. The logs grow in
 chunks, so the engine writes by index and never appends in its hot path. When the run
 ends the columns become NumPy arrays for the vectorised metrics in :mod:`sim.metrics`.
+
+A **job** is one visit of a request to one stage. In a single-stage scenario every request
+is exactly one job with the same id, so the job log is the request log. With several
+stages (a pipeline, a fan-out) the engine also keeps a :class:`RequestLog` for the end-to-end
+view: a request is resolved when every job it spawned has left.
 """
 
 from __future__ import annotations
@@ -20,15 +25,47 @@ from numpy.typing import NDArray
 IN_SYSTEM, COMPLETED, LATE, EXPIRED, REJECTED, DROPPED = range(6)
 OUTCOMES = ("in_system", "completed", "late", "expired", "rejected", "dropped")
 
+#: Why a job was dropped: ``OVERFLOW`` (evicted by drop-oldest) or ``AQM`` (early drop).
+NO_REASON, OVERFLOW, AQM = range(3)
+REASONS = ("", "overflow", "aqm")
+
 CHUNK = 65536
-"""Requests added to the log each time it fills up."""
+"""Rows added to a log each time it fills up."""
+
+Floats = NDArray[np.float64]
+Small = NDArray[np.int8]
 
 
-class RequestLog:
-    """Columns indexed by request id (arrival order). NaN marks a time that did not happen."""
+def _grow(columns: list[array[float]], fill: float) -> None:
+    block = array("d", [fill]) * CHUNK
+    for column in columns:
+        column.extend(block)
 
-    def __init__(self) -> None:
-        self.size = 0
+
+def _freeze_floats(column: array[float], count: int) -> Floats:
+    """Copy the first ``count`` values to NumPy, then free the array (one column at a time keeps the peak low)."""
+    values = np.array(np.frombuffer(column, dtype=np.float64)[:count])
+    del column[:]
+    return values
+
+
+def _freeze_small(column: array[int], count: int) -> Small:
+    values: Small = np.array(np.frombuffer(column, dtype=np.int8)[:count])
+    del column[:]
+    return values
+
+
+def _freeze_ids(column: array[int], count: int) -> NDArray[np.int64]:
+    values: NDArray[np.int64] = np.array(np.frombuffer(column, dtype=np.int64)[:count])
+    del column[:]
+    return values
+
+
+class JobLog:
+    """Columns indexed by job id (the order jobs were created). NaN marks a time that did not happen."""
+
+    def __init__(self, routed: bool) -> None:
+        self.allocated = 0
         self.producer = array("b")
         self.arrival = array("d")
         self.deadline = array("d")
@@ -36,49 +73,108 @@ class RequestLog:
         self.start = array("d")
         self.finish = array("d")
         self.outcome = array("b")
+        self.reason = array("b")
+        self.stage = array("b")
+        self.request = array("q")
+        self._routed = routed
 
     def grow(self) -> None:
         """Add ``CHUNK`` empty rows: NaN times, no deadline (+inf), producer 0, outcome in_system."""
-        nan = array("d", [math.nan]) * CHUNK
+        _grow([self.arrival, self.service, self.start, self.finish], math.nan)
+        _grow([self.deadline], math.inf)
         zero = array("b", bytes(CHUNK))
-        for column in (self.arrival, self.service, self.start, self.finish):
-            column.extend(nan)
-        self.deadline.extend(array("d", [math.inf]) * CHUNK)
-        self.producer.extend(zero)
-        self.outcome.extend(zero)
+        for column in (self.producer, self.outcome, self.reason):
+            column.extend(zero)
+        if self._routed:
+            self.stage.extend(zero)
+            self.request.extend(array("q", bytes(8 * CHUNK)))
+        self.allocated += CHUNK
 
     def freeze(self, count: int) -> Columns:
-        """The first ``count`` rows as NumPy arrays (copies, so the log can be dropped)."""
-
-        def floats(column: array[float]) -> NDArray[np.float64]:
-            return np.array(np.frombuffer(column, dtype=np.float64)[:count])
-
-        def small(column: array[int]) -> NDArray[np.int8]:
-            return np.array(np.frombuffer(column, dtype=np.int8)[:count])
-
+        """The first ``count`` rows as NumPy arrays; the log is emptied as it goes."""
+        routed = self._routed
         return Columns(
-            producer=small(self.producer),
-            arrival=floats(self.arrival),
-            deadline=floats(self.deadline),
-            service=floats(self.service),
-            start=floats(self.start),
-            finish=floats(self.finish),
-            outcome=small(self.outcome),
+            producer=_freeze_small(self.producer, count),
+            arrival=_freeze_floats(self.arrival, count),
+            deadline=_freeze_floats(self.deadline, count),
+            service=_freeze_floats(self.service, count),
+            start=_freeze_floats(self.start, count),
+            finish=_freeze_floats(self.finish, count),
+            outcome=_freeze_small(self.outcome, count),
+            reason=_freeze_small(self.reason, count),
+            stage=_freeze_small(self.stage, count) if routed else np.zeros(count, dtype=np.int8),
+            request=_freeze_ids(self.request, count) if routed else np.arange(count, dtype=np.int64),
+        )
+
+
+class RequestLog:
+    """End-to-end state of requests in a multi-stage scenario, indexed by request id (arrival order).
+
+    ``pending`` counts the request's jobs still in the system; the request is resolved when
+    it reaches zero. ``outcome`` holds the first failure (rejected, dropped, expired) as soon
+    as one happens, otherwise completed or late is decided at resolution.
+    """
+
+    def __init__(self) -> None:
+        self.allocated = 0
+        self.producer = array("b")
+        self.arrival = array("d")
+        self.deadline = array("d")
+        self.finish = array("d")
+        self.outcome = array("b")
+        self.reason = array("b")
+        self.pending = array("q")
+
+    def grow(self) -> None:
+        _grow([self.arrival, self.finish], math.nan)
+        _grow([self.deadline], math.inf)
+        zero = array("b", bytes(CHUNK))
+        for column in (self.producer, self.outcome, self.reason):
+            column.extend(zero)
+        self.pending.extend(array("q", bytes(8 * CHUNK)))
+        self.allocated += CHUNK
+
+    def freeze(self, count: int, jobs: Columns) -> Columns:
+        """End-to-end columns: first service start and total service come from the request's jobs."""
+        start = np.full(count, np.inf)
+        np.minimum.at(start, jobs.request, np.where(np.isnan(jobs.start), np.inf, jobs.start))
+        start[np.isinf(start)] = np.nan
+        service = np.zeros(count)
+        np.add.at(service, jobs.request, np.nan_to_num(jobs.service))
+        del self.pending[:]
+        return Columns(
+            producer=_freeze_small(self.producer, count),
+            arrival=_freeze_floats(self.arrival, count),
+            deadline=_freeze_floats(self.deadline, count),
+            service=service,
+            start=start,
+            finish=_freeze_floats(self.finish, count),
+            outcome=_freeze_small(self.outcome, count),
+            reason=_freeze_small(self.reason, count),
+            stage=np.full(count, -1, dtype=np.int8),
+            request=np.arange(count, dtype=np.int64),
         )
 
 
 @dataclass(frozen=True)
 class Columns:
-    """Frozen request columns. ``finish`` is when a request left: service end, or the moment it
-    was rejected, dropped or skipped as expired; NaN while still in the system."""
+    """Frozen columns of requests or jobs.
 
-    producer: NDArray[np.int8]
-    arrival: NDArray[np.float64]
-    deadline: NDArray[np.float64]
-    service: NDArray[np.float64]
-    start: NDArray[np.float64]
-    finish: NDArray[np.float64]
-    outcome: NDArray[np.int8]
+    ``finish`` is when it left: end of service, or the moment it was rejected, dropped or
+    skipped as expired (for a request: when its last job left); NaN while still in the system.
+    ``stage`` is the job's stage (-1 for end-to-end rows), ``request`` the request it belongs to.
+    """
+
+    producer: Small
+    arrival: Floats
+    deadline: Floats
+    service: Floats
+    start: Floats
+    finish: Floats
+    outcome: Small
+    reason: Small
+    stage: Small
+    request: NDArray[np.int64]
 
     def __len__(self) -> int:
         return len(self.arrival)

@@ -109,7 +109,7 @@ def write_figures(result: Result, folder: Path) -> list[Path]:
     first = result.runs[0]
     drawn = {
         "latency": plots.latency_figure(first.requests, title),
-        "timeseries": plots.timeseries_figure(first.timeseries, scenario.consumers.concurrency, title),
+        "timeseries": plots.timeseries_figure(first.timeseries, scenario.concurrency, title),
         "outcomes": plots.outcomes_figure(result.summary, title),
     }
     folder.mkdir(parents=True, exist_ok=True)

@@ -2,356 +2,44 @@
 
 This is the strict layer under the friendly YAML: every key is declared with its default
 and unit, unknown keys are refused with a "did you mean", and cross-field rules (a
-producer without a service time, arrivals that never stop) are checked here, so the
-engine only ever sees a scenario that makes sense. ``sim.scenario`` turns validation
-errors into one-line messages that name the file, the field, the bad value and the fix.
+producer without a service time, arrivals that never stop, a stage that feeds itself) are
+checked here, so the engine only ever sees a scenario that makes sense. ``sim.scenario``
+turns validation errors into one-line messages that name the file, the field, the bad
+value and the fix. Field types, distributions and arrival processes live in :mod:`sim.specs`.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import numpy as np
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Discriminator,
-    Field,
-    PrivateAttr,
-    Tag,
-    ValidationInfo,
-    model_validator,
+from pydantic import Field, PrivateAttr, model_validator
+
+from sim import distributions
+from sim.specs import (
+    DISTRIBUTIONS,
+    MISSING,
+    NAME_PATTERN,
+    PROCESSES,
+    ArrivalSpec,
+    Capacity,
+    DistributionSpec,
+    FieldError,
+    Int,
+    Name,
+    NonNegativeDuration,
+    Number,
+    PositiveDuration,
+    Strict,
+    Timeout,
 )
-from pydantic_core import PydanticCustomError
-
-from sim import arrivals, distributions
-from sim.units import format_duration, parse_duration, parse_rate
-
-
-class _Missing:
-    """The value of a key that was not given (``None`` may be a value someone wrote)."""
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Any = _Missing()
-
-
-class FieldError(ValueError):
-    """A rule broken by a field below the model being validated; ``path`` is relative to it.
-
-    ``value`` is the offending value, or :data:`MISSING` when the problem is an absent key;
-    the message says what is allowed (it follows "got VALUE; " in what the user reads).
-    """
-
-    def __init__(self, message: str, path: tuple[str | int, ...], value: object) -> None:
-        super().__init__(message)
-        self.path = path
-        self.value = value
-
-
-def _not_bool(value: object) -> object:
-    """Refuse ``true``/``false`` where a number is expected (pydantic would read them as 1 and 0)."""
-    if isinstance(value, bool):
-        raise ValueError("must be a number, not true/false")
-    return value
-
-
-def _capacity(value: object) -> int | None:
-    if value is None or value == "unbounded":
-        return None
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    close = isinstance(value, str) and difflib.get_close_matches(value.lower(), ["unbounded"], cutoff=0.6)
-    hint = "did you mean 'unbounded'? " if close else ""
-    raise ValueError(f"{hint}must be an integer >= 0 (0 = no queue at all) or 'unbounded'")
-
-
-Int = Annotated[int, BeforeValidator(_not_bool)]
-Number = Annotated[float, BeforeValidator(_not_bool)]
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-NonNegativeDuration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
-PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-PositiveRate = Annotated[float, BeforeValidator(parse_rate), Field(gt=0)]
-NonNegativeRate = Annotated[float, BeforeValidator(parse_rate), Field(ge=0)]
-Capacity = Annotated[int | None, BeforeValidator(_capacity)]
-NAME_PATTERN = r"^[a-z0-9_-]+$"
-Name = Annotated[str, Field(pattern=NAME_PATTERN)]
-
-
-class Strict(BaseModel):
-    """Base of every scenario block: frozen, and unknown keys are errors with a suggestion."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _refuse_unknown_keys(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            known = set(cls.model_fields)
-            for key in data:
-                if key not in known:
-                    close = difflib.get_close_matches(str(key), known, n=1)
-                    hint = f"did you mean {close[0]!r}? " if close else ""
-                    # The message is built here and passed whole: pydantic fills ``{name}``
-                    # placeholders in a template, and a key may itself contain braces.
-                    raise PydanticCustomError(
-                        "unknown_key",
-                        "{message}",
-                        {"message": f"unknown key; {hint}allowed here: {', '.join(cls.model_fields)}", "key": key},
-                    )
-        return data
-
-
-def _read_numbers(info: ValidationInfo, file: str, what: str) -> tuple[float, ...]:
-    """Read one number per row (first column; a header row is allowed) from a file next to the scenario."""
-    base = Path((info.context or {}).get("base_dir", "."))
-    path = base / file
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        reason = error.strerror or type(error).__name__
-        raise FieldError(
-            f"cannot read {str(path)!r} ({reason}); give a CSV file with one {what} in "
-            "seconds per row, with a path relative to the scenario file",
-            ("file",),
-            file,
-        ) from None
-    except UnicodeDecodeError:
-        raise FieldError(
-            f"{str(path)!r} is not a text file; give a CSV file with one {what} in seconds per row",
-            ("file",),
-            file,
-        ) from None
-    values: list[float] = []
-    for number, line in enumerate(lines, start=1):
-        cell = line.split(",")[0].strip()
-        if not cell:
-            continue
-        try:
-            values.append(float(cell))
-        except ValueError:
-            if number == 1 and not values:
-                continue  # a header row
-            raise FieldError(
-                f"row {number} of {str(path)!r} is {cell!r}, not a number; "
-                f"give one {what} in seconds per row",
-                ("file",),
-                file,
-            ) from None
-        if not math.isfinite(values[-1]) or values[-1] < 0:
-            raise FieldError(
-                f"row {number} of {str(path)!r} is {cell!r}; every {what} must be a finite number >= 0",
-                ("file",),
-                file,
-            )
-    if not values:
-        raise FieldError(f"{str(path)!r} holds no {what}s; give one number (seconds) per row", ("file",), file)
-    return tuple(values)
-
-
-# --- service-time distributions -------------------------------------------------------------
-
-
-class ExponentialSpec(Strict):
-    dist: Literal["exponential"]
-    mean: PositiveDuration
-
-    def build(self) -> distributions.Distribution:
-        return distributions.Exponential(self.mean)
-
-
-class ConstantSpec(Strict):
-    dist: Literal["constant"]
-    value: NonNegativeDuration
-
-    def build(self) -> distributions.Distribution:
-        return distributions.Constant(self.value)
-
-
-class UniformSpec(Strict):
-    dist: Literal["uniform"]
-    low: NonNegativeDuration
-    high: NonNegativeDuration
-
-    @model_validator(mode="after")
-    def _ordered(self) -> UniformSpec:
-        if self.high < self.low:
-            raise FieldError(f"high must be >= low ({format_duration(self.low)})", ("high",), self.high)
-        return self
-
-    def build(self) -> distributions.Distribution:
-        return distributions.Uniform(self.low, self.high)
-
-
-class LognormalSpec(Strict):
-    """Give the mean and either ``cv`` (std / mean) or ``sigma`` (the log-space standard deviation)."""
-
-    dist: Literal["lognormal"]
-    mean: PositiveDuration
-    cv: Annotated[Number, Field(gt=0)] | None = None
-    sigma: Annotated[Number, Field(gt=0)] | None = None
-
-    @model_validator(mode="after")
-    def _one_spread(self) -> LognormalSpec:
-        if self.cv is None and self.sigma is None:
-            raise FieldError(
-                "give the spread: cv (standard deviation / mean, e.g. 0.5) or sigma (log-space standard deviation)",
-                ("cv",),
-                MISSING,
-            )
-        if self.cv is not None and self.sigma is not None:
-            raise FieldError("give cv or sigma, not both; remove one", ("sigma",), self.sigma)
-        return self
-
-    def build(self) -> distributions.Distribution:
-        cv = self.cv if self.cv is not None else math.sqrt(math.expm1(self.sigma**2))  # type: ignore[operator]
-        return distributions.Lognormal(self.mean, cv)
-
-
-class GammaSpec(Strict):
-    dist: Literal["gamma"]
-    mean: PositiveDuration
-    cv: Annotated[Number, Field(gt=0)]
-
-    def build(self) -> distributions.Distribution:
-        return distributions.Gamma(self.mean, self.cv)
-
-
-class EmpiricalSpec(Strict):
-    """Resample durations (seconds, one per row) from ``file``, relative to the scenario file."""
-
-    dist: Literal["empirical"]
-    file: str
-    _values: tuple[float, ...] = PrivateAttr(default=())
-
-    @model_validator(mode="after")
-    def _load(self, info: ValidationInfo) -> EmpiricalSpec:
-        self._values = _read_numbers(info, self.file, "duration")
-        return self
-
-    def build(self) -> distributions.Distribution:
-        return distributions.Empirical(self._values)
-
-
-DistributionSpec = Annotated[
-    ExponentialSpec | ConstantSpec | UniformSpec | LognormalSpec | GammaSpec | EmpiricalSpec,
-    Field(discriminator="dist"),
-]
-DISTRIBUTIONS = ("exponential", "constant", "uniform", "lognormal", "gamma", "empirical")
-
-
-def _fixed_or_distribution(value: Any) -> str:
-    return "distribution" if isinstance(value, dict) else "fixed"
-
-
-Timeout = Annotated[
-    Annotated[PositiveDuration, Tag("fixed")] | Annotated[DistributionSpec, Tag("distribution")],
-    Discriminator(_fixed_or_distribution),
-]
-"""A client deadline: a fixed duration, or a patience distribution (``{dist: exponential, mean: 3s}``)."""
-
-
-# --- arrival processes ----------------------------------------------------------------------
-
-
-def _check_stop(stop: float | None, begin: float, what: str) -> None:
-    """Refuse a window that ends before it begins (it would silently generate nothing)."""
-    if stop is not None and stop <= begin:
-        raise FieldError(f"stop must be after {what} ({format_duration(begin)})", ("stop",), stop)
-
-
-class PoissonSpec(Strict):
-    process: Literal["poisson"]
-    rate: PositiveRate
-    start: NonNegativeDuration = 0.0
-    stop: NonNegativeDuration | None = None
-    count: Annotated[Int, Field(ge=1)] | None = None
-
-    @model_validator(mode="after")
-    def _stops_after_start(self) -> PoissonSpec:
-        _check_stop(self.stop, self.start, "start")
-        return self
-
-    def build(self) -> arrivals.ArrivalProcess:
-        return arrivals.PoissonArrivals(self.rate, self.start, self.stop, self.count)
-
-
-class ConstantArrivalSpec(Strict):
-    process: Literal["constant"]
-    rate: PositiveRate
-    start: NonNegativeDuration = 0.0
-    stop: NonNegativeDuration | None = None
-    count: Annotated[Int, Field(ge=1)] | None = None
-
-    @model_validator(mode="after")
-    def _stops_after_start(self) -> ConstantArrivalSpec:
-        _check_stop(self.stop, self.start, "start")
-        return self
-
-    def build(self) -> arrivals.ArrivalProcess:
-        return arrivals.ConstantArrivals(self.rate, self.start, self.stop, self.count)
-
-
-class BurstSpec(Strict):
-    process: Literal["burst"]
-    count: Annotated[Int, Field(ge=1)]
-    over: NonNegativeDuration = 0.0
-    at: NonNegativeDuration = 0.0
-
-    def build(self) -> arrivals.ArrivalProcess:
-        return arrivals.BurstArrivals(self.count, self.over, self.at)
-
-
-class PiecewiseSpec(Strict):
-    process: Literal["piecewise"]
-    rates: list[tuple[NonNegativeDuration, NonNegativeRate]] = Field(min_length=1)
-    stop: NonNegativeDuration | None = None
-    count: Annotated[Int, Field(ge=1)] | None = None
-
-    @model_validator(mode="after")
-    def _increasing(self) -> PiecewiseSpec:
-        _check_stop(self.stop, self.rates[0][0], "the first rate's time")
-        times = [t for t, _ in self.rates]
-        for index in range(1, len(times)):
-            if times[index] <= times[index - 1]:
-                raise FieldError(
-                    "the times must increase: [[0s, 100/s], [60s, 900/s], ...]",
-                    ("rates", index, 0),
-                    times[index],
-                )
-        return self
-
-    def build(self) -> arrivals.ArrivalProcess:
-        return arrivals.PiecewiseArrivals(tuple(self.rates), self.stop, self.count)
-
-
-class TraceSpec(Strict):
-    """Replay arrival timestamps (seconds, one per row) from ``file``, relative to the scenario file."""
-
-    process: Literal["trace"]
-    file: str
-    _times: tuple[float, ...] = PrivateAttr(default=())
-
-    @model_validator(mode="after")
-    def _load(self, info: ValidationInfo) -> TraceSpec:
-        self._times = tuple(np.sort(_read_numbers(info, self.file, "arrival timestamp")).tolist())
-        return self
-
-    def build(self) -> arrivals.ArrivalProcess:
-        return arrivals.TraceArrivals(self._times)
-
-
-ArrivalSpec = Annotated[
-    PoissonSpec | ConstantArrivalSpec | BurstSpec | PiecewiseSpec | TraceSpec,
-    Field(discriminator="process"),
-]
-PROCESSES = ("poisson", "constant", "burst", "piecewise", "trace")
+from sim.units import format_duration
+
+__all__ = [
+    "DISTRIBUTIONS", "MISSING", "NAME_PATTERN", "PROCESSES", "ArrivalSpec", "ConsumersSpec", "DistributionSpec",
+    "FieldError", "ProducerSpec", "QueueSpec", "ReportSpec", "Scenario", "percentile_column",
+]  # fmt: skip
 
 
 # --- the blocks of a scenario ---------------------------------------------------------------
@@ -365,6 +53,14 @@ class ProducerSpec(Strict):
     timeout: Timeout | None = None
     priority: Annotated[Int, Field(ge=0, le=9)] | None = None
     service: DistributionSpec | None = None
+    to: Name | list[Name] | None = None
+    """The stage(s) its requests are published to (a list is a topic: one copy each); default the first."""
+
+    @property
+    def targets(self) -> list[str] | None:
+        if self.to is None:
+            return None
+        return [self.to] if isinstance(self.to, str) else list(self.to)
 
     @property
     def unbounded(self) -> bool:
@@ -372,16 +68,105 @@ class ProducerSpec(Strict):
         return math.isinf(self.arrivals.build().horizon) and getattr(self.arrivals, "count", None) is None
 
 
+class LifoWhenSpec(Strict):
+    """When adaptive LIFO switches to LIFO: the queue holds ``length`` requests, or the oldest has waited ``wait``."""
+
+    length: Annotated[Int, Field(ge=1)] | None = None
+    wait: NonNegativeDuration | None = None
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> LifoWhenSpec:
+        if (self.length is None) == (self.wait is None):
+            raise FieldError("give exactly one of length (e.g. 100) or wait (e.g. 50ms)", ("length",),
+                             MISSING if self.length is None else self.length)
+        return self
+
+
+class RedSpec(Strict):
+    """Classic RED (Floyd & Jacobson 1993): early drop on an EWMA of the queue length."""
+
+    policy: Literal["red"]
+    min: Annotated[Number, Field(ge=0)]
+    max: Annotated[Number, Field(gt=0)]
+    max_p: Annotated[Number, Field(gt=0, le=1)] = 0.1
+    weight: Annotated[Number, Field(gt=0, le=1)] = 0.002
+    classes: list[Name] | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RedSpec:
+        if self.max <= self.min:
+            raise FieldError(f"max must be greater than min ({self.min:g})", ("max",), self.max)
+        return self
+
+
+class ProportionalSpec(Strict):
+    """The encore.dev article's RED: drop an arrival with probability length / capacity."""
+
+    policy: Literal["proportional"]
+    classes: list[Name] | None = None
+
+
+class CodelSpec(Strict):
+    """CoDel (RFC 8289): drop at the head once sojourn has stayed above ``target`` for an ``interval``."""
+
+    policy: Literal["codel"]
+    target: PositiveDuration = 0.005
+    interval: PositiveDuration = 0.1
+
+
+class FailAtScaleSpec(Strict):
+    """Facebook's queue timeout (Maurer 2015).
+
+    Drop waits over ``target`` unless the queue was empty within the last ``interval``.
+    """
+
+    policy: Literal["fail-at-scale"]
+    target: PositiveDuration = 0.005
+    interval: PositiveDuration = 0.1
+
+
+AqmSpec = Annotated[RedSpec | ProportionalSpec | CodelSpec | FailAtScaleSpec, Field(discriminator="policy")]
+AQM_POLICIES = ("red", "proportional", "codel", "fail-at-scale")
+
+
 class QueueSpec(Strict):
-    discipline: Literal["fifo", "lifo", "priority"] = "fifo"
+    discipline: Literal["fifo", "lifo", "priority", "adaptive-lifo"] = "fifo"
     capacity: Capacity = None
     overflow: Literal["reject", "drop-oldest"] = "reject"
     on_expired: Literal["serve", "skip"] = "serve"
+    lifo_when: LifoWhenSpec | None = None
+    """adaptive-lifo only; default ``{wait: 100ms}``."""
+    aqm: AqmSpec | None = None
+
+    @model_validator(mode="after")
+    def _policies_fit(self) -> QueueSpec:
+        if self.lifo_when is not None and self.discipline != "adaptive-lifo":
+            raise FieldError(
+                "lifo_when is only used with discipline: adaptive-lifo; remove it or change the discipline",
+                ("lifo_when",), self.lifo_when.model_dump(exclude_none=True))
+        if isinstance(self.aqm, ProportionalSpec) and self.capacity is None:
+            raise FieldError("proportional drop needs a bounded queue: set queue.capacity (e.g. 5)",
+                             ("aqm", "policy"), "proportional")
+        return self
+
+    @property
+    def switch(self) -> LifoWhenSpec:
+        """The adaptive-LIFO trigger, with its default."""
+        return self.lifo_when or LifoWhenSpec(wait=0.1)
 
 
 class ConsumersSpec(Strict):
     concurrency: Annotated[Int, Field(ge=1)]
     service: DistributionSpec | None = None
+
+
+class StageSpec(Strict):
+    """One queue and its consumers; ``then`` publishes a copy of each finished request to other stages."""
+
+    name: Name
+    queue: QueueSpec = QueueSpec()
+    consumers: ConsumersSpec
+    then: list[Name] = Field(default_factory=list)
 
 
 DEFAULT_PERCENTILES = (50.0, 90.0, 99.0, 99.9)
@@ -405,15 +190,20 @@ class Scenario(Strict):
     warmup: NonNegativeDuration | Literal["auto"] = 0.0
     """Seconds to leave out of request statistics, or ``auto`` (MSER-5 on the time series)."""
     producers: list[ProducerSpec] = Field(min_length=1)
-    queue: QueueSpec = QueueSpec()
-    consumers: ConsumersSpec
+    queue: QueueSpec | None = None
+    consumers: ConsumersSpec | None = None
+    stages: list[StageSpec] | None = None
     report: ReportSpec = ReportSpec()
 
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
     _source: Path | None = PrivateAttr(default=None)
 
+    _stages: list[StageSpec] = PrivateAttr(default_factory=list)
+
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
+        self._stages = self._topology()
+        stage_index = {stage.name: index for index, stage in enumerate(self._stages)}
         seen: dict[str, int] = {}
         for index, producer in enumerate(self.producers):
             if producer.name in seen:
@@ -423,25 +213,17 @@ class Scenario(Strict):
                     producer.name,
                 )
             seen[producer.name] = index
-            if producer.service is None and self.consumers.service is None:
-                raise FieldError(
-                    "no service time for this producer's requests: set consumers.service "
-                    "(e.g. {dist: exponential, mean: 500ms}), or service on this producer",
-                    ("producers", index, "service"),
-                    MISSING,
-                )
-            if producer.priority is not None and self.queue.discipline != "priority":
-                raise FieldError(
-                    "priority is only used with queue.discipline: priority; remove it or change the discipline",
-                    ("producers", index, "priority"),
-                    producer.priority,
-                )
-            if self.until is None and producer.unbounded:
-                raise FieldError(
-                    "these arrivals never stop; give them stop (e.g. 60s) or count, or give the scenario until",
-                    ("producers", index, "arrivals"),
-                    producer.arrivals.process,
-                )
+            self._check_producer(index, producer, stage_index)
+        classes = [(("stages", i) if self.stages else (), stage.queue.aqm) for i, stage in enumerate(self._stages)]
+        for prefix, aqm in classes:
+            if isinstance(aqm, RedSpec | ProportionalSpec) and aqm.classes:
+                for position, name in enumerate(aqm.classes):
+                    if name not in seen:
+                        raise FieldError(
+                            f"no producer is called {name!r}; the producers are {', '.join(seen)}",
+                            (*prefix, "queue", "aqm", "classes", position),
+                            name,
+                        )
         if self.until is not None and self.warmup != "auto" and self.warmup >= self.until:
             raise FieldError(
                 f"warmup must end before until ({format_duration(self.until)}); shorten it or raise until",
@@ -455,6 +237,87 @@ class Scenario(Strict):
             )
         return self
 
+    def _topology(self) -> list[StageSpec]:
+        """The stages to build: the given ``stages``, or one stage from ``queue`` and ``consumers``."""
+        if self.stages is None:
+            if self.consumers is None:
+                raise FieldError(
+                    "required: the consumers (e.g. {concurrency: 10, service: {dist: exponential, mean: 100ms}}), "
+                    "or a list of stages", ("consumers",), MISSING)
+            return [StageSpec(name=SINGLE_STAGE, queue=self.queue or QueueSpec(), consumers=self.consumers)]
+        if self.consumers is not None or self.queue is not None:
+            key = "consumers" if self.consumers is not None else "queue"
+            raise FieldError(f"with stages, each stage has its own queue and consumers; move {key} into a stage",
+                             (key,), "given")
+        if not self.stages:
+            raise FieldError("give at least one stage", ("stages",), [])
+        index: dict[str, int] = {}
+        for position, stage in enumerate(self.stages):
+            if stage.name in index:
+                raise FieldError(f"stages.{index[stage.name]} has the same name; give each stage its own name",
+                                 ("stages", position, "name"), stage.name)
+            index[stage.name] = position
+            if stage.consumers.service is None:
+                raise FieldError("each stage needs its service time, e.g. {dist: exponential, mean: 20ms}",
+                                 ("stages", position, "consumers", "service"), MISSING)
+        for position, stage in enumerate(self.stages):
+            for offset, target in enumerate(stage.then):
+                if target not in index:
+                    raise FieldError(f"no stage is called {target!r}; the stages are {', '.join(index)}",
+                                     ("stages", position, "then", offset), target)
+        cycle = _find_cycle({stage.name: stage.then for stage in self.stages})
+        if cycle:
+            position = index[cycle[0]]
+            raise FieldError(f"the stages form a loop ({' -> '.join(cycle)}); a request would never finish",
+                             ("stages", position, "then"), self.stages[position].then)
+        return list(self.stages)
+
+    def _check_producer(self, index: int, producer: ProducerSpec, stage_index: dict[str, int]) -> None:
+        if self.stages is not None and producer.service is not None:
+            raise FieldError("with stages, service times belong to each stage's consumers; remove it here",
+                             ("producers", index, "service"), producer.service.dist)
+        if self.stages is None and producer.service is None and self.consumers and self.consumers.service is None:
+            raise FieldError(
+                "no service time for this producer's requests: set consumers.service "
+                "(e.g. {dist: exponential, mean: 500ms}), or service on this producer",
+                ("producers", index, "service"),
+                MISSING,
+            )
+        for offset, target in enumerate(producer.targets or []):
+            if target not in stage_index:
+                where = ("producers", index, "to") + ((offset,) if isinstance(producer.to, list) else ())
+                known = ", ".join(stage_index) if self.stages else "none: to needs stages"
+                raise FieldError(f"no stage is called {target!r}; the stages are {known}", where, target)
+        disciplines = {stage.queue.discipline for stage in self._stages}
+        if producer.priority is not None and "priority" not in disciplines:
+            raise FieldError(
+                "priority is only used with queue.discipline: priority; remove it or change the discipline",
+                ("producers", index, "priority"),
+                producer.priority,
+            )
+        if self.until is None and producer.unbounded:
+            raise FieldError(
+                "these arrivals never stop; give them stop (e.g. 60s) or count, or give the scenario until",
+                ("producers", index, "arrivals"),
+                producer.arrivals.process,
+            )
+
+    @property
+    def stage_list(self) -> list[StageSpec]:
+        """The stages the engine builds; a single-stage scenario has one called ``main``."""
+        return self._stages
+
+    def entry_stages(self, producer: ProducerSpec) -> list[int]:
+        """Indexes of the stages a producer publishes to."""
+        names = [stage.name for stage in self._stages]
+        return [names.index(target) for target in (producer.targets or [names[0]])]
+
+    def service_at(self, stage: int, producer: ProducerSpec) -> distributions.Distribution:
+        """The service-time distribution of ``producer``'s requests at ``stage``."""
+        spec = (producer.service if self.stages is None else None) or self._stages[stage].consumers.service
+        assert spec is not None  # guaranteed by _consistent
+        return spec.build()
+
     @property
     def source(self) -> Path | None:
         """The file this scenario was read from, if any."""
@@ -466,10 +329,44 @@ class Scenario(Strict):
         return self._raw
 
     def service_of(self, producer: ProducerSpec) -> distributions.Distribution:
-        """The service-time distribution of ``producer``'s requests (its own, else the consumers')."""
-        spec = producer.service or self.consumers.service
-        assert spec is not None  # guaranteed by _consistent
-        return spec.build()
+        """The service-time distribution of ``producer``'s requests at its first stage."""
+        return self.service_at(self.entry_stages(producer)[0], producer)
+
+    @property
+    def concurrency(self) -> int:
+        """Consumers across all stages."""
+        return sum(stage.consumers.concurrency for stage in self._stages)
+
+
+SINGLE_STAGE = "main"
+"""The name of the one stage of a scenario written with ``queue`` and ``consumers``."""
+
+
+def _find_cycle(edges: dict[str, list[str]]) -> list[str]:
+    """A loop in the stage graph as ``[a, b, a]``, or an empty list (depth-first search)."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for nxt in edges.get(node, []):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return []
+
+    for node in edges:
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return []
 
 
 def percentile_column(percentile: float) -> str:

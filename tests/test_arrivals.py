@@ -19,7 +19,7 @@ from pydantic import TypeAdapter
 
 import sim
 from sim import arrivals as a
-from sim.schema import ArrivalSpec
+from sim.specs import ArrivalSpec
 from tests.helpers import make_scenario
 
 SEED = 99

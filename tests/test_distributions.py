@@ -25,7 +25,7 @@ import pytest
 from pydantic import TypeAdapter
 
 from sim import distributions as d
-from sim.schema import DistributionSpec
+from sim.specs import DistributionSpec
 
 N = 200_000
 SEED = 20240611
