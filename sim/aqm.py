@@ -99,8 +99,8 @@ class Proportional:
         self.uniform = uniform
 
     def __call__(self, producer: int, length: int, must_wait: bool) -> bool:
-        if not must_wait or not self.in_scope[producer]:
-            return False
+        if not must_wait or not self.in_scope[producer] or self.capacity == 0:
+            return False  # with no room at all the overflow rule decides
         return self.uniform() < length / self.capacity
 
 

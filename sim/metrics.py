@@ -264,7 +264,9 @@ class _View:
 def _views(records: RunRecords, scenario: Scenario, intervals: Intervals, warmup: float) -> list[_View]:
     """End-to-end rows for all requests and each producer; with several stages, one row per stage."""
     requests, jobs = records.columns, records.jobs
-    measured, measured_jobs = requests.arrival >= warmup, jobs.arrival >= warmup
+    # A job counts when its request arrived after the warm-up, so every stage sees the same requests.
+    measured = requests.arrival >= warmup
+    measured_jobs = measured[jobs.request]
     late_jobs = jobs.outcome == LATE
     views = [_View("all", "all", requests, measured, intervals.queue(), intervals.service(), intervals.system(),
                    measured_jobs & late_jobs, records.concurrency)]

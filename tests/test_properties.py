@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import sim
 from sim.metrics import Intervals
-from sim.records import COMPLETED, DROPPED, EXPIRED, IN_SYSTEM, LATE, REJECTED
+from sim.records import AQM, COMPLETED, DROPPED, EXPIRED, IN_SYSTEM, LATE, NO_REASON, OVERFLOW, REJECTED
 
 services = st.one_of(
     st.builds(lambda m: {"dist": "exponential", "mean": m}, st.floats(0.05, 2.0)),
@@ -31,8 +31,37 @@ arrival_processes = st.one_of(
 
 
 @st.composite
+def queues(draw: st.DrawFn, discipline: str, producers: list[str]) -> dict[str, Any]:
+    """A queue block: any capacity, overflow, expiry rule, adaptive-LIFO trigger and AQM policy."""
+    capacity = draw(st.one_of(st.just("unbounded"), st.integers(0, 8)))
+    queue: dict[str, Any] = {
+        "discipline": discipline,
+        "capacity": capacity,
+        "overflow": draw(st.sampled_from(["reject", "drop-oldest"])),
+        "on_expired": draw(st.sampled_from(["serve", "skip"])),
+    }
+    if discipline == "adaptive-lifo" and draw(st.booleans()):
+        queue["lifo_when"] = draw(st.one_of(st.builds(lambda n: {"length": n}, st.integers(1, 5)),
+                                            st.builds(lambda w: {"wait": w}, st.floats(0.0, 1.0))))
+    policies = ["none", "red", "codel", "fail-at-scale"] + (["proportional"] if capacity != "unbounded" else [])
+    policy = draw(st.sampled_from(policies))
+    classes = draw(st.one_of(st.none(), st.lists(st.sampled_from(producers), min_size=1, unique=True)))
+    if policy == "red":
+        low = draw(st.floats(0.0, 3.0))
+        queue["aqm"] = {"policy": "red", "min": low, "max": low + draw(st.floats(0.5, 5.0)),
+                        "max_p": draw(st.floats(0.01, 1.0)), "weight": draw(st.floats(0.01, 1.0))}
+        if classes:
+            queue["aqm"]["classes"] = classes
+    elif policy == "proportional":
+        queue["aqm"] = {"policy": "proportional", **({"classes": classes} if classes else {})}
+    elif policy in ("codel", "fail-at-scale"):
+        queue["aqm"] = {"policy": policy, "target": draw(st.floats(0.001, 0.2)), "interval": draw(st.floats(0.01, 1.0))}
+    return queue
+
+
+@st.composite
 def scenarios(draw: st.DrawFn) -> dict[str, Any]:
-    discipline = draw(st.sampled_from(["fifo", "lifo", "priority"]))
+    discipline = draw(st.sampled_from(["fifo", "lifo", "priority", "adaptive-lifo"]))
     producers = []
     for index in range(draw(st.integers(1, 3))):
         producer: dict[str, Any] = {"name": f"p{index}", "arrivals": draw(arrival_processes)}
@@ -47,12 +76,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         "name": "property",
         "seed": draw(st.integers(0, 2**16)),
         "producers": producers,
-        "queue": {
-            "discipline": discipline,
-            "capacity": draw(st.one_of(st.just("unbounded"), st.integers(0, 8))),
-            "overflow": draw(st.sampled_from(["reject", "drop-oldest"])),
-            "on_expired": draw(st.sampled_from(["serve", "skip"])),
-        },
+        "queue": draw(queues(discipline, [p["name"] for p in producers])),
         "consumers": {"concurrency": draw(st.integers(1, 6)), "service": draw(services)},
     }
     if draw(st.booleans()):
@@ -95,10 +119,14 @@ def test_every_request_ends_in_exactly_one_consistent_outcome(data: dict[str, An
     assert np.all(finish[outcome == REJECTED] == arrival[outcome == REJECTED])
     assert not left[outcome == IN_SYSTEM].any()
     assert np.all(start[started] >= arrival[started])
+    assert scenario.queue is not None
     if scenario.queue.on_expired == "serve":
         assert not (outcome == EXPIRED).any()
-    if scenario.queue.overflow == "reject":
+    if scenario.queue.overflow == "reject" and scenario.queue.aqm is None:
         assert not (outcome == DROPPED).any()
+    reason = c.reason
+    assert np.all(reason[outcome != DROPPED] == NO_REASON)
+    assert np.all(np.isin(reason[outcome == DROPPED], [OVERFLOW, AQM]))
 
     # Capacity limits: never more in service than consumers, never more waiting than room.
     intervals = Intervals(records)
@@ -106,6 +134,70 @@ def test_every_request_ends_in_exactly_one_consistent_outcome(data: dict[str, An
     assert intervals.service().maximum(0, end) <= scenario.consumers.concurrency
     if scenario.queue.capacity is not None:
         assert intervals.queue().maximum(0, end) <= scenario.queue.capacity
+
+
+@st.composite
+def topologies(draw: st.DrawFn) -> dict[str, Any]:
+    """A random acyclic topology: stage i may feed only stages after it; producers publish anywhere."""
+    count = draw(st.integers(1, 4))
+    names = [f"s{index}" for index in range(count)]
+    producers = []
+    for index in range(draw(st.integers(1, 2))):
+        producer: dict[str, Any] = {"name": f"p{index}", "arrivals": draw(arrival_processes)}
+        if draw(st.booleans()):
+            producer["timeout"] = draw(st.floats(0.05, 5.0))
+        producer["to"] = draw(st.lists(st.sampled_from(names), min_size=1, max_size=2, unique=True))
+        producers.append(producer)
+    stages = []
+    for index, name in enumerate(names):
+        discipline = draw(st.sampled_from(["fifo", "lifo", "adaptive-lifo"]))
+        stages.append({
+            "name": name,
+            "queue": draw(queues(discipline, [p["name"] for p in producers])),
+            "consumers": {"concurrency": draw(st.integers(1, 3)), "service": draw(services)},
+            "then": draw(st.lists(st.sampled_from(names[index + 1:]), unique=True, max_size=2))
+            if index + 1 < count else [],
+        })
+    scenario: dict[str, Any] = {"name": "topology", "seed": draw(st.integers(0, 2**16)), "producers": producers,
+                                "stages": stages}
+    if draw(st.booleans()):
+        scenario["until"] = draw(st.floats(0.5, 20.0))
+    return scenario
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(topologies())
+def test_every_request_and_every_job_of_a_topology_ends_once(data: dict[str, Any]) -> None:
+    scenario = sim.scenario_from_dict(data)
+    result = sim.run(scenario)
+    records = result.runs[0].records
+    requests, jobs = records.columns, records.jobs
+    row = result.summary.set_index(["producer", "stage"]).loc[("all", "all")]
+    outcomes = ["completed", "late", "expired", "rejected", "dropped", "in_system"]
+    assert sum(int(row[o]) for o in outcomes) == row["offered"] == len(requests)
+    # Jobs still present at the end are exactly those the stages held.
+    assert np.count_nonzero(jobs.outcome == IN_SYSTEM) == records.queued_at_end + records.busy_at_end
+    # A request is unresolved exactly when one of its jobs is still in the system.
+    open_requests = np.unique(jobs.request[jobs.outcome == IN_SYSTEM])
+    assert set(np.flatnonzero(np.isnan(requests.finish)).tolist()) == set(open_requests.tolist())
+    # A request is completed only if all its jobs completed, and resolved when its last job left.
+    for rid in range(len(requests)):
+        mine = jobs.request == rid
+        job_outcomes = set(jobs.outcome[mine].tolist())
+        if requests.outcome[rid] == COMPLETED:
+            assert job_outcomes <= {COMPLETED, LATE}
+            assert requests.finish[rid] <= requests.deadline[rid]
+            assert requests.finish[rid] == np.max(jobs.finish[mine])
+        if requests.outcome[rid] in (EXPIRED, REJECTED, DROPPED):
+            assert requests.outcome[rid] in job_outcomes
+    # Each job's fan-out: a served job at a stage with `then` spawned one job per target.
+    served = (jobs.outcome == COMPLETED) | (jobs.outcome == LATE)
+    fan = [len(stage.then) for stage in scenario.stage_list]
+    expected_jobs = sum(len(scenario.entry_stages(p)) * int(np.count_nonzero(requests.producer == i))
+                        for i, p in enumerate(scenario.producers)) + sum(fan[s] for s in jobs.stage[served])
+    assert len(jobs) == expected_jobs
+    if scenario.until is None:
+        assert not np.isnan(requests.finish).any()
 
 
 @settings(max_examples=80, deadline=None)
@@ -136,6 +228,8 @@ def test_fifo_single_producer_starts_requests_in_arrival_order(data: dict[str, A
     data["queue"]["discipline"] = "fifo"
     data["producers"] = data["producers"][:1]
     data["producers"][0].pop("priority", None)
+    data["queue"].pop("lifo_when", None)
+    data["queue"].get("aqm", {}).pop("classes", None)
     result = sim.run(sim.scenario_from_dict(data))
     c = result.runs[0].records.columns
     started = ~np.isnan(c.start)
