@@ -1,35 +1,43 @@
-"""The ``qsim`` command: ``qsim run SCENARIO`` and ``qsim check SCENARIO...``.
+"""The ``qsim`` command: ``run``, ``check``, ``compare`` and ``plan``.
 
 Bad input ends with one line on stderr (``qsim: error: <file>: <field>: ...``) and exit
-code 2, never a traceback; nothing is written before the scenario has been validated.
+code 2, never a traceback; nothing is written before the scenario (every sweep point, every
+compared file, the plan) has been validated. Ctrl-C ends with exit code 130 and keeps every
+finished run in ``<out>/cache/``: the same command resumes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
-import numbers
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
-
-import pandas as pd
+from typing import Any, NoReturn
 
 from sim import __version__
-from sim.experiment import Result, run
-from sim.scenario import ScenarioError, load_scenario, parse_override
+from sim.cache import ResultCache
+from sim.executors import Executor, ExecutorError, InProcess, Task, make_executor
+from sim.experiment import Result, Runner, SweepResult, run_experiment
+from sim.scenario import ScenarioError, parse_override, read_scenario_data, split_experiment
+from sim.sweep import load_experiment, starting_replications
+from sim.tables import format_comparison, format_summary, format_sweep, plan_text
 from sim.units import format_duration
 
-EXIT_BAD_INPUT = 2
+__all__ = ["EXIT_BAD_INPUT", "format_summary", "main"]
 
-DURATION_COLUMNS = ("latency", "wait", "sim_time", "wall_time")
-SHARE_COLUMNS = ("timeout_rate", "utilization")
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 
 
 class _UsageError(Exception):
     """A command line argparse refuses; reported as one line like every other bad input."""
+
+
+class _Interrupted(Exception):
+    """Ctrl-C during a run; the message says what was kept."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,124 +45,194 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{message}; see {self.prog} --help")
 
 
+def _shared() -> tuple[_Parser, _Parser]:
+    """Options every running command takes: overrides and output, and where to run."""
+    scenario = _Parser(add_help=False)
+    scenario.add_argument("--out", type=Path, help="results folder (default: results/<name>)")
+    scenario.add_argument("--seed", type=int, help="override the scenario's seed")
+    scenario.add_argument("--replications", type=int, help="override the number of replications")
+    scenario.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                          help="override a field before validation, e.g. producers.0.arrivals.rate=800/s (repeatable)")
+    scenario.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    scenario.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    execution = _Parser(add_help=False)
+    execution.add_argument("--workers", type=int, metavar="N",
+                           help="local worker processes (default: all cores for sweeps, compare and plan; "
+                                "in-process for one scenario)")
+    execution.add_argument("--dask", metavar="ADDRESS", help="run on an existing Dask cluster, e.g. tcp://host:8786")
+    execution.add_argument("--fresh", action="store_true", help="ignore finished runs in <out>/cache (recompute)")
+    return scenario, execution
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="qsim", description="Discrete-event simulation of queues in front of bounded compute.")
     parser.add_argument("--version", action="version", version=f"qsim {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    running = commands.add_parser("run", help="run a scenario and write results/<name>/")
+    scenario, execution = _shared()
+    running = commands.add_parser("run", parents=[scenario, execution],
+                                  help="run a scenario (or its sweep) and write results/<name>/")
     running.add_argument("scenario", type=Path)
-    running.add_argument("--out", type=Path, help="results folder (default: results/<name>)")
-    running.add_argument("--seed", type=int, help="override the scenario's seed")
-    running.add_argument("--replications", type=int, help="override the number of replications")
-    running.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                         help="override a field before validation, e.g. producers.0.arrivals.rate=800/s (repeatable)")
-    running.add_argument("--json", action="store_true", help="print the summary rows as JSON instead of a table")
-    running.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
-    checking = commands.add_parser("check", help="validate scenario files without running them")
+    running.add_argument("--sweep", action="append", default=[], metavar="KEY.PATH=V1,V2,...",
+                         help="sweep a field over values (repeatable: a grid), e.g. consumers.concurrency=10,20,40")
+    running.add_argument("--x", metavar="KEY.PATH", help="the swept field on the curves' x axis (default: the first)")
+    checking = commands.add_parser("check", help="validate scenario files (and their sweeps) without running them")
     checking.add_argument("scenarios", type=Path, nargs="+")
+    comparing = commands.add_parser("compare", parents=[scenario, execution],
+                                    help="run scenarios on the same random numbers and compare them")
+    comparing.add_argument("scenarios", type=Path, nargs="+")
+    comparing.add_argument("--vary", metavar="KEY.PATH=V1,V2,...",
+                           help="compare values of one field of one scenario, e.g. queue.discipline=fifo,lifo")
+    planning = commands.add_parser("plan", parents=[scenario, execution],
+                                   help="find the smallest capacity (or largest load) that meets targets")
+    planning.add_argument("scenario", type=Path)
+    direction = planning.add_mutually_exclusive_group()
+    direction.add_argument("--vary", metavar="KEY.PATH", help="find the smallest value meeting every target")
+    direction.add_argument("--maximize", metavar="KEY.PATH", help="find the largest value meeting every target")
+    planning.add_argument("--min", dest="low", metavar="VALUE", help="lower end of the search (units allowed)")
+    planning.add_argument("--max", dest="high", metavar="VALUE", help="upper end of the search")
+    planning.add_argument("--target", dest="targets", action="append", metavar="METRIC<=VALUE",
+                          help="e.g. 'latency_p99<=2s', 'timeout_rate<=1%%' (repeatable: all must hold)")
+    planning.add_argument("--confidence", type=float, help="one-sided confidence for every target (default 0.95)")
+    planning.add_argument("--max-replications", type=int, help="cap when refining a probe near the boundary")
+    planning.add_argument("--tolerance", type=float, help="stop bisecting a real-valued field at this width")
     return parser
 
 
-def _format_value(column: str, value: object) -> str:
-    if isinstance(value, str):
-        return value
-    if not isinstance(value, numbers.Real) or math.isnan(float(value)):
-        return "-"
-    if column.startswith(SHARE_COLUMNS):
-        return f"{value:.2%}"
-    if column.startswith(DURATION_COLUMNS):
-        return format_duration(float(value))
-    if column in ("throughput", "goodput"):
-        return f"{value:,.1f}/s"
-    if column == "wasted_work":
-        return f"{value:,.1f} s"
-    number = float(value)
-    if number.is_integer():
-        return f"{int(number):,}"
-    return f"{number:,.3f}"
-
-
-def format_summary(result: Result) -> str:
-    """A readable table: metrics down, producer groups (and mean +- CI with replications) across."""
-    summary = result.summary
-    aggregated = (summary["replication"] == "mean").any()
-    metrics = [c for c in summary.columns if c not in ("scenario", "replication", "producer")]
-    columns: dict[str, list[str]] = {}
-    for producer in summary["producer"].unique():
-        rows = summary[summary["producer"] == producer]
-        if aggregated:
-            mean = rows[rows["replication"] == "mean"].iloc[0]
-            low = rows[rows["replication"] == "ci_low"].iloc[0]
-            high = rows[rows["replication"] == "ci_high"].iloc[0]
-            cells = []
-            for metric in metrics:
-                text = _format_value(metric, mean[metric])
-                if not (isinstance(low[metric], float) and math.isnan(low[metric])) and low[metric] != high[metric]:
-                    text += f" [{_format_value(metric, low[metric])}, {_format_value(metric, high[metric])}]"
-                cells.append(text)
-            columns[str(producer)] = cells
-        else:
-            row = rows.iloc[0]
-            columns[str(producer)] = [_format_value(m, row[m]) for m in metrics]
-    table = pd.DataFrame(columns, index=metrics)
-    scenario = result.scenario
-    heading = f"{scenario.name}: {scenario.description}".rstrip(": ")
-    note = f"{len(result.runs)} replications: mean [95% CI]" if aggregated else "1 replication"
-    return f"{heading}\n{note}\n{table.to_string()}"
-
-
 class _ProgressBar:
-    """A tqdm bar that appears only if the run lasts more than two seconds."""
+    """Runs done, rate and ETA on stderr; it appears only if the work lasts more than ``delay`` seconds.
 
-    def __init__(self) -> None:
+    During an in-process run the bar also moves with simulated time, so a single long run shows
+    progress too.
+    """
+
+    def __init__(self, delay: float, what: str = "") -> None:
         from tqdm import tqdm
 
-        self._bar = tqdm(total=1000, delay=2.0, leave=False, file=sys.stderr,
-                         bar_format="{l_bar}{bar}| {elapsed}<{remaining} {postfix}")
+        self._bar = tqdm(total=1, delay=delay, leave=False, file=sys.stderr, unit="run",
+                         bar_format="{percentage:3.0f}%|{bar}| {desc} [{elapsed}<{remaining}]")
+        self.what = what
+        self.done = 0
+        self.known = 1
+        self._horizons: dict[int, float] = {}
 
-    def __call__(self, fraction: float, now: float) -> None:
-        self._bar.set_postfix_str(f"sim time {format_duration(now)}", refresh=False)
-        self._bar.update(min(1000, int(fraction * 1000)) - self._bar.n)
+    def __call__(self, done: int, known: int) -> None:
+        self.done, self.known = done, max(1, known)
+        self._show(float(done), "")
+
+    def _show(self, position: float, extra: str) -> None:
+        self._bar.total = self.known
+        self._bar.set_description_str(f"{self.done}/{self.known} runs{self.what}{extra}", refresh=False)
+        self._bar.update(min(position, float(self.known)) - self._bar.n)  # draws only after the delay
+
+    def within(self, task: Task, now: float) -> None:
+        """Progress inside an in-process run, from its simulated time."""
+        horizon = self._horizons.get(id(task.scenario))
+        if horizon is None:
+            scenario = task.scenario
+            horizon = scenario.until or max(p.arrivals.build().horizon for p in scenario.producers)
+            self._horizons[id(task.scenario)] = horizon
+        fraction = min(1.0, now / horizon) if math.isfinite(horizon) and horizon > 0 else 0.5
+        self._show(self.done + fraction, f", sim time {format_duration(now)}")
 
     def close(self) -> None:
         self._bar.close()
 
 
-def _run(args: argparse.Namespace) -> int:
+def _overrides(args: argparse.Namespace, replications: bool = True) -> dict[str, Any]:
+    """``--set`` values, plus ``--seed`` and ``--replications`` as overrides (so the manifest says what ran)."""
     if args.replications is not None and args.replications < 1:
         raise ScenarioError(f"--replications: got {args.replications}; give an integer >= 1")
     if args.seed is not None and args.seed < 0:
         raise ScenarioError(f"--seed: got {args.seed}; give an integer >= 0")
+    if args.workers is not None and args.workers < 1:
+        raise ScenarioError(f"--workers: got {args.workers}; give an integer >= 1")
     overrides = dict(parse_override(text) for text in args.overrides)
-    # --seed and --replications are overrides like --set, so the scenario as run (and its
-    # manifest) says what was really run.
     if args.seed is not None:
         overrides["seed"] = args.seed
-    if args.replications is not None:
+    if replications and args.replications is not None:
         overrides["replications"] = args.replications
-    scenario = load_scenario(args.scenario, overrides)
-    out = args.out if args.out is not None else Path("results") / scenario.name
+    return overrides
+
+
+def _out(args: argparse.Namespace, name: str) -> Path:
+    out: Path = args.out if args.out is not None else Path("results") / name
     if out.exists() and not out.is_dir():
         raise ScenarioError(f"--out {out}: got a file; give a folder for the results (it is created if missing)")
-    bar = None if args.json else _ProgressBar()
-    began = time.perf_counter()
+    return out
+
+
+def _executor(args: argparse.Namespace, runs: int, many: bool, bar: _ProgressBar | None) -> Executor:
+    """All cores for many points, in-process for one scenario, unless ``--workers``/``--dask`` say otherwise."""
+    workers = args.workers if args.workers is not None else (None if many else 1)
+    executor = make_executor(workers, args.dask, runs)
+    if isinstance(executor, InProcess) and bar is not None:
+        executor.within = bar.within
+    return executor
+
+
+def _execute(args: argparse.Namespace, out: Path, runs: int, many: bool, seed: int, cached: bool,
+             work: Callable[[Runner], Any], what: str = "") -> Any:
+    """Set up the bar, executor, cache and runner, do ``work``, and turn Ctrl-C into a clear message."""
+    bar = None if args.json else _ProgressBar(delay=1.0 if many else 2.0, what=what)
+    cache = ResultCache(out / "cache" if cached else None, fresh=args.fresh)
+    runner = None
     try:
-        result = run(scenario, progress=bar)
+        with _executor(args, runs, many, bar) as executor:
+            runner = Runner(executor, seed, cache, progress=bar)
+            return work(runner)
+    except KeyboardInterrupt:
+        finished = 0 if runner is None else runner.computed + runner.cached
+        kept = f"; {finished} finished runs are kept in {out / 'cache'}: run the same command to resume"
+        if not cached:
+            kept = ""
+        raise _Interrupted(f"interrupted{kept}") from None
     finally:
         if bar is not None:
             bar.close()
-    from sim.report import write_results
 
+
+def _written(out: Path, write: Callable[[], object]) -> None:
     try:
-        write_results(result, out, seed=scenario.seed, wall_time=time.perf_counter() - began,
-                      figures=not args.no_figures)
+        write()
     except OSError as error:
         reason = error.strerror or str(error)
         raise ScenarioError(f"--out {out}: cannot write the results ({reason}); choose another folder") from None
+
+
+def _run(args: argparse.Namespace) -> int:
+    experiment = load_experiment(args.scenario, _overrides(args), sweep=args.sweep)
+    if args.x is not None and args.x not in experiment.axes:
+        axes = ", ".join(experiment.axes) or "none: this scenario has no sweep"
+        raise ScenarioError(f"--x {args.x}: not a swept field; give one of: {axes}")
+    out = _out(args, experiment.name)
+    replications = starting_replications(experiment)
+    runs = len(experiment.points) * replications
+    many = len(experiment.points) > 1
+    cached = many or experiment.precision is not None or runs > 1
+    began = time.perf_counter()
+    what = f" of {len(experiment.points)} points" if many else ""
+    result = _execute(args, out, runs, many, experiment.base.seed, cached,
+                      lambda runner: (run_experiment(experiment, runner, replications), runner), what)
+    result, runner = result
+    wall_time = time.perf_counter() - began
+    from sim import report
+
+    if isinstance(result, SweepResult):
+        _written(out, lambda: report.write_sweep(result, out, wall_time=wall_time, figures=not args.no_figures,
+                                                 x=args.x))
+        text = format_sweep(result)
+    else:
+        assert isinstance(result, Result)
+        _written(out, lambda: report.write_results(result, out, seed=experiment.base.seed, wall_time=wall_time,
+                                                   figures=not args.no_figures,
+                                                   executor=runner.executor.description))
+        text = format_summary(result)
     if args.json:
         print(result.summary.to_json(orient="records", indent=2))
     else:
-        print(format_summary(result))
+        print(text)
+        if runner.cached:
+            print(f"\n{runner.cached} runs from the cache, {runner.computed} computed (--fresh to recompute)")
         print(f"\nresults written to {out}/")
     return 0
 
@@ -164,28 +242,119 @@ def _check(args: argparse.Namespace) -> int:
     status = 0
     for path in args.scenarios:
         try:
-            scenario = load_scenario(path)
+            experiment = load_experiment(path)
+            if experiment.plan is not None:
+                from sim.planning import Planner
+
+                Planner(experiment, experiment.plan, Runner(InProcess(), experiment.base.seed))  # checks min/max
         except ScenarioError as error:
             print(f"qsim: error: {error}", file=sys.stderr)
             status = EXIT_BAD_INPUT
         else:
-            print(f"{path}: ok ({scenario.name}, {len(scenario.producers)} producer(s))")
+            scenario = experiment.base
+            extra = f", sweep of {len(experiment.points)} points" if experiment.sweep else ""
+            extra += ", plan" if experiment.plan is not None else ""
+            print(f"{path}: ok ({scenario.name}, {len(scenario.producers)} producer(s){extra})")
     return status
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from sim import compare, report
+
+    overrides = _overrides(args, replications=False)
+    if args.vary is not None:
+        if len(args.scenarios) != 1:
+            raise ScenarioError(f"--vary {args.vary}: compares values of one scenario; give one scenario file "
+                                f"(got {len(args.scenarios)})")
+        arms = compare.arms_from_vary(args.scenarios[0], args.vary, overrides)
+    else:
+        if len(args.scenarios) < 2:
+            raise ScenarioError("compare: give two or more scenario files, or one with --vary key=v1,v2")
+        arms = compare.arms_from_files(args.scenarios, overrides)
+    first = arms.points[0].scenario
+    replications = args.replications or (first.replications if first.replications >= 2
+                                         else compare.DEFAULT_REPLICATIONS)
+    out = _out(args, arms.name)
+    began = time.perf_counter()
+    comparison = _execute(args, out, len(arms.points) * replications, True, first.seed, True,
+                          lambda runner: compare.compare(arms, runner, replications),
+                          f" of {len(arms.points)} scenarios")
+    wall_time = time.perf_counter() - began
+    _written(out, lambda: report.write_comparison(comparison, out, wall_time=wall_time, figures=not args.no_figures))
+    if args.json:
+        print(comparison.table.to_json(orient="records", indent=2))
+    else:
+        print(format_comparison(comparison))
+        print(f"\nresults written to {out}/")
+    return 0
+
+
+#: How each plan key is named on the command line, for error messages.
+_FLAGS = {"vary": "--vary", "maximize": "--maximize", "min": "--min", "max": "--max", "targets": "--target",
+          "replications": "--replications", "max_replications": "--max-replications",
+          "confidence": "--confidence", "tolerance": "--tolerance"}
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from sim import report
+    from sim.planning import Planner
+    from sim.targets import parse_plan
+
+    overrides = _overrides(args, replications=False)
+    experiment = load_experiment(args.scenario, overrides)
+    _, extra = split_experiment(read_scenario_data(args.scenario, overrides))
+    spec: dict[str, Any] = dict(extra.get("plan") or {}) if isinstance(extra.get("plan"), dict) else {}
+    flags = {"vary": args.vary, "maximize": args.maximize, "min": _yaml(args.low), "max": _yaml(args.high),
+             "targets": args.targets, "replications": args.replications,
+             "max_replications": args.max_replications, "confidence": args.confidence, "tolerance": args.tolerance}
+    given = {key: value for key, value in flags.items() if value is not None}
+    if "vary" in given or "maximize" in given:
+        spec.pop("vary", None)
+        spec.pop("maximize", None)
+    spec.update(given)
+    in_file = set(spec) - set(given)
+    plan_spec = parse_plan(spec, experiment.base, str(args.scenario),
+                           lambda key: f"plan.{key}" if key in in_file else _FLAGS[key])
+    out = _out(args, f"{experiment.name}-plan")
+    began = time.perf_counter()
+
+    def work(runner: Runner) -> Any:
+        return Planner(experiment, plan_spec, runner).search()
+
+    plan = _execute(args, out, 10**6, True, experiment.base.seed, True, work, " (bisection)")
+    wall_time = time.perf_counter() - began
+    _written(out, lambda: report.write_plan(plan, out, wall_time=wall_time, figures=not args.no_figures))
+    if args.json:
+        print(json.dumps({"path": plan.path, "answer": None if plan.answer is None else plan.answer.value,
+                          "other_side": None if plan.other_side is None else plan.other_side.value,
+                          "probes": report.probes_frame(plan).to_dict("records")}, indent=2, default=str))
+    else:
+        print(plan_text(plan))
+        print(f"\nresults written to {out}/")
+    return 0
+
+
+def _yaml(text: str | None) -> Any:
+    """A ``--min``/``--max`` value read like ``--set`` reads values (``100`` a number, ``100/s`` text)."""
+    return None if text is None else parse_override(f"value={text}")[1]
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"run": _run, "check": _check, "compare": _compare,
+                                                             "plan": _plan}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line ``argv`` and return the exit code (2 for bad input)."""
+    """Run the command line ``argv`` and return the exit code (2 for bad input, 130 when interrupted)."""
     try:
         args = _parser().parse_args(argv)
-        if args.command == "run":
-            return _run(args)
-        return _check(args)
-    except (ScenarioError, _UsageError) as error:
+        return COMMANDS[args.command](args)
+    except (ScenarioError, ExecutorError, _UsageError) as error:
         print(f"qsim: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("qsim: interrupted", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, _Interrupted) as error:
+        message = str(error) if isinstance(error, _Interrupted) else "interrupted"
+        print(f"qsim: {message}", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":  # pragma: no cover

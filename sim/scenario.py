@@ -327,13 +327,23 @@ def scenario_from_dict(
     return scenario
 
 
-def load_scenario(path: str | Path, overrides: Mapping[str, Any] | Iterable[str] = ()) -> Scenario:
-    """Read, override and validate a scenario file.
+#: Experiment-level keys: they say how to run a scenario (a grid of points, a stopping rule,
+#: a capacity plan), not what it is, so they are not part of :class:`Scenario`. They are
+#: taken out of the raw data before the scenario is validated; :mod:`sim.sweep` reads them.
+EXPERIMENT_KEYS = ("sweep", "precision", "plan")
 
-    ``overrides`` is a mapping ``{"queue.capacity": 5}`` or strings ``"queue.capacity=5"``
-    as ``--set`` takes them; they are applied to the raw data before validation, so an
-    override is checked like any other value.
-    """
+
+def split_experiment(data: Any) -> tuple[Any, dict[str, Any]]:
+    """Split raw data into the scenario part and the experiment-level keys (both new dicts)."""
+    if not isinstance(data, dict):
+        return data, {}
+    scenario = {key: value for key, value in data.items() if key not in EXPERIMENT_KEYS}
+    experiment = {key: data[key] for key in EXPERIMENT_KEYS if key in data}
+    return scenario, experiment
+
+
+def read_scenario_data(path: str | Path, overrides: Mapping[str, Any] | Iterable[str] = ()) -> Any:
+    """Read a scenario file and apply ``overrides`` to its raw data (nothing is validated yet)."""
     path = Path(path)
     data = read_yaml(path)
     if overrides:
@@ -343,7 +353,31 @@ def load_scenario(path: str | Path, overrides: Mapping[str, Any] | Iterable[str]
             data = {}
         if isinstance(data, dict):
             data = apply_overrides(data, overrides, where=str(path))
+    return data
+
+
+def load_scenario(path: str | Path, overrides: Mapping[str, Any] | Iterable[str] = ()) -> Scenario:
+    """Read, override and validate a scenario file.
+
+    ``overrides`` is a mapping ``{"queue.capacity": 5}`` or strings ``"queue.capacity=5"``
+    as ``--set`` takes them; they are applied to the raw data before validation, so an
+    override is checked like any other value. Experiment-level keys (``sweep``,
+    ``precision``, ``plan``) are set aside: a sweep file loads as its base scenario
+    (see :func:`sim.sweep.load_experiment` for the whole experiment).
+    """
+    path = Path(path)
+    data, _ = split_experiment(read_scenario_data(path, overrides))
     return scenario_from_dict(data, base_dir=path.parent, source=path, where=str(path))
 
 
-__all__ = ["Scenario", "ScenarioError", "apply_overrides", "load_scenario", "parse_override", "scenario_from_dict"]
+__all__ = [
+    "EXPERIMENT_KEYS",
+    "Scenario",
+    "ScenarioError",
+    "apply_overrides",
+    "load_scenario",
+    "parse_override",
+    "read_scenario_data",
+    "scenario_from_dict",
+    "split_experiment",
+]

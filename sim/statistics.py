@@ -1,0 +1,203 @@
+"""Statistics over replications: Student-t intervals, MSER-5 warm-up, a stopping rule, paired tests.
+
+Replications are independent and identically distributed (each has its own random streams),
+so the mean of a metric over them has a Student-t interval. That is the only statistical
+model here: every interval, stopping decision and comparison in qsim is a statement about
+the *mean over replications* of a per-run metric (for instance the expected p99 of a run),
+not about a single request.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike, NDArray
+from scipy import stats
+
+Floats = NDArray[np.float64]
+
+CONFIDENCE = 0.95
+BATCH = 5
+"""MSER-5: the series is first averaged in batches of five observations."""
+
+
+def _clean(values: ArrayLike) -> Floats:
+    array = np.asarray(values, dtype=float)
+    clean: Floats = array[~np.isnan(array)]
+    return clean
+
+
+def t_interval(values: ArrayLike, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """Mean and two-sided Student-t confidence interval of independent replications (NaNs ignored)."""
+    clean = _clean(values)
+    if len(clean) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(clean.mean())
+    if len(clean) < 2:
+        return mean, math.nan, math.nan
+    half = half_width(clean, confidence)
+    return mean, mean - half, mean + half
+
+
+def half_width(values: ArrayLike, confidence: float = CONFIDENCE) -> float:
+    """Half-width of the two-sided t interval (NaN with fewer than two values)."""
+    clean = _clean(values)
+    if len(clean) < 2:
+        return math.nan
+    quantile = float(stats.t.ppf((1 + confidence) / 2, len(clean) - 1))
+    return quantile * float(clean.std(ddof=1)) / math.sqrt(len(clean))
+
+
+def one_sided_bounds(values: ArrayLike, confidence: float = CONFIDENCE) -> tuple[float, float, float]:
+    """Mean, and the one-sided lower and upper ``confidence`` bounds of the mean.
+
+    ``P(true mean <= upper) = confidence``: the bound a capacity plan needs ("p99 is at most
+    2 s with 95 % confidence"), tighter than the upper end of a two-sided interval.
+    With fewer than two values the bounds are infinite: nothing is known yet.
+    """
+    clean = _clean(values)
+    if len(clean) == 0:
+        return math.nan, -math.inf, math.inf
+    mean = float(clean.mean())
+    if len(clean) < 2:
+        return mean, -math.inf, math.inf
+    spread = float(stats.t.ppf(confidence, len(clean) - 1)) * float(clean.std(ddof=1)) / math.sqrt(len(clean))
+    return mean, mean - spread, mean + spread
+
+
+def replications_needed(values: ArrayLike, relative: float, confidence: float = CONFIDENCE) -> int:
+    """How many replications would bring the half-width below ``relative`` x |mean|, at the current spread.
+
+    The usual sequential estimate ``n = (t s / (relative |mean|))^2`` with the t quantile of
+    the replications so far; it is re-evaluated after each round, so a poor first guess
+    only costs a round. A metric whose mean is 0 with spread cannot meet a relative
+    precision: ``sys.maxsize`` (the caller caps it).
+    """
+    clean = _clean(values)
+    if len(clean) < 2:
+        return 2
+    mean = abs(float(clean.mean()))
+    spread = float(clean.std(ddof=1))
+    if spread == 0:
+        return len(clean)
+    if mean == 0:
+        return 2**62
+    quantile = float(stats.t.ppf((1 + confidence) / 2, len(clean) - 1))
+    return max(len(clean), math.ceil((quantile * spread / (relative * mean)) ** 2))
+
+
+def precise_enough(values: ArrayLike, relative: float, confidence: float = CONFIDENCE) -> bool:
+    """True when the two-sided interval's half-width is at most ``relative`` x |mean|."""
+    clean = _clean(values)
+    if len(clean) < 2:
+        return False
+    return half_width(clean, confidence) <= relative * abs(float(clean.mean()))
+
+
+def mser_truncation(series: ArrayLike, batch: int = BATCH) -> int:
+    """Observations to delete from the start of ``series`` (a multiple of ``batch``) by MSER.
+
+    MSER-5 (White 1997; White, Cobb & Spratt 2000): average the series in batches of 5,
+    ``Z_1..Z_k``; for each candidate truncation ``d`` compute
+    ``MSER(d) = sum_{j>d} (Z_j - mean(Z_{d+1..k}))^2 / (k - d)^2`` -- the squared standard
+    error of the truncated mean -- and delete the ``d`` batches that minimise it. Deleting
+    an initial transient lowers the spread faster than it loses data; deleting more only
+    loses data. As usual, only ``d <= k/2`` is considered: a minimum past the middle means
+    the run is too short to tell, and then the best candidate in the first half is taken.
+    Needs at least two batches; fewer returns 0.
+    """
+    values = np.asarray(series, dtype=float)
+    k = len(values) // batch
+    if k < 2:
+        return 0
+    means = values[: k * batch].reshape(k, batch).mean(axis=1)
+    suffix_sum = np.cumsum(means[::-1])[::-1]
+    suffix_squares = np.cumsum((means**2)[::-1])[::-1]
+    remaining = np.arange(k, 0, -1, dtype=float)
+    squared_error = np.maximum(suffix_squares - suffix_sum**2 / remaining, 0.0)
+    mser = squared_error / remaining**2
+    candidates = mser[: k // 2 + 1]
+    return int(np.argmin(candidates)) * batch
+
+
+def paired_p_value(first: ArrayLike, second: ArrayLike) -> float:
+    """Two-sided paired t-test p-value (``scipy.stats.ttest_rel``) of replication-wise differences.
+
+    Replication ``r`` of both arms saw the same arrivals and service demands (common random
+    numbers), so the differences are much less noisy than either arm: a paired test sees
+    effects an unpaired one would miss. NaN when there are fewer than two pairs; 1.0 when
+    every difference is exactly 0 (nothing changed), 0.0 when they are all the same non-zero
+    value (a deterministic change).
+    """
+    a = np.asarray(first, dtype=float)
+    b = np.asarray(second, dtype=float)
+    keep = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[keep], b[keep]
+    if len(a) < 2:
+        return math.nan
+    differences = b - a
+    if np.all(differences == differences[0]):
+        return 1.0 if differences[0] == 0 else 0.0
+    return float(stats.ttest_rel(a, b).pvalue)
+
+
+def significance(p_value: float) -> str:
+    """``***`` below 0.001, ``**`` below 0.01, ``*`` below 0.05, else empty."""
+    if math.isnan(p_value):
+        return ""
+    for threshold, mark in ((0.001, "***"), (0.01, "**"), (0.05, "*")):
+        if p_value < threshold:
+            return mark
+    return ""
+
+
+def key_columns(frame: pd.DataFrame, keys: Sequence[str] = ()) -> list[str]:
+    """The columns that say what a row is about: the non-numeric ones and ``keys``, not ``replication``.
+
+    Generic on purpose: the engine may add key columns (``stage``) or numeric ones
+    (``cost_usd``) and they are grouped or averaged without being listed here.
+    """
+    return [
+        column
+        for column in frame.columns
+        if column != "replication"
+        and (column in keys or not (pd.api.types.is_numeric_dtype(frame[column]) or frame[column].isna().all()))
+    ]
+
+
+def with_intervals(per_run: pd.DataFrame, keys: Sequence[str] = (), confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Append ``mean``, ``ci_low`` and ``ci_high`` rows per combination of key columns.
+
+    A group is every row with the same values of the key columns (see :func:`key_columns`;
+    ``keys`` adds numeric ones such as a sweep axis); its replications are averaged. When no
+    group has two replications there is nothing to estimate and ``per_run`` is returned as is.
+    """
+    if per_run.empty:
+        return per_run
+    groups_by = key_columns(per_run, keys)
+    numeric = [c for c in per_run.columns if c != "replication" and c not in groups_by]
+    if groups_by:
+        grouped = list(per_run.groupby(groups_by, sort=False, dropna=False))
+    else:
+        grouped = [((), per_run)]
+    if all(len(group) < 2 for _, group in grouped):
+        return per_run
+    rows = []
+    for _, group in grouped:
+        estimates = {column: t_interval(group[column].to_numpy(dtype=float), confidence) for column in numeric}
+        first = group.iloc[0]
+        for position, label in enumerate(("mean", "ci_low", "ci_high")):
+            row: dict[str, object] = {column: first[column] for column in groups_by}
+            row["replication"] = label
+            row.update({column: estimates[column][position] for column in numeric})
+            rows.append(row)
+    combined = pd.concat([per_run.astype({"replication": object}), pd.DataFrame(rows)], ignore_index=True)
+    return combined[per_run.columns]
+
+
+def replication_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """Only the per-replication rows of a summary (not ``mean``/``ci_low``/``ci_high``)."""
+    return summary[summary["replication"].apply(lambda r: isinstance(r, int | np.integer))]

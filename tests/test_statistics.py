@@ -1,0 +1,189 @@
+"""Statistics over replications: intervals, generic aggregation, MSER-5, the stopping rule, paired tests."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import sim
+from sim import theory
+from sim.statistics import (
+    key_columns,
+    mser_truncation,
+    one_sided_bounds,
+    paired_p_value,
+    precise_enough,
+    replication_rows,
+    replications_needed,
+    significance,
+    t_interval,
+    with_intervals,
+)
+
+# --- intervals ---------------------------------------------------------------------------------
+
+
+def test_t_interval_by_hand() -> None:
+    # mean 2, sample sd 1, n = 3: half-width t(0.975, 2) * 1 / sqrt(3) = 4.3027 / 1.7321 = 2.4841
+    mean, low, high = t_interval(np.array([1.0, 2.0, 3.0]))
+    assert mean == 2.0
+    assert high - mean == pytest.approx(2.4841, abs=1e-4)
+    assert mean - low == pytest.approx(2.4841, abs=1e-4)
+
+
+def test_t_interval_ignores_nan_and_needs_two_values() -> None:
+    assert t_interval(np.array([1.0, math.nan, 3.0]))[0] == 2.0
+    mean, low, high = t_interval(np.array([5.0]))
+    assert mean == 5.0
+    assert math.isnan(low)
+    assert math.isnan(high)
+    assert all(math.isnan(v) for v in t_interval(np.array([math.nan])))
+
+
+def test_one_sided_bound_is_tighter_than_the_two_sided_end() -> None:
+    values = np.array([1.0, 2.0, 3.0, 4.0])
+    mean, lower, upper = one_sided_bounds(values, 0.95)
+    # t(0.95, 3) = 2.3534 against t(0.975, 3) = 3.1824 for the two-sided interval
+    assert upper - mean == pytest.approx(2.3534 * values.std(ddof=1) / 2, abs=1e-4)
+    assert upper < t_interval(values)[2]
+    assert mean - lower == pytest.approx(upper - mean)
+    assert one_sided_bounds(np.array([1.0]))[2] == math.inf  # one value: nothing is known
+
+
+def test_one_sided_upper_bound_covers_the_mean_95_percent_of_the_time() -> None:
+    # 4,000 experiments of 5 normal draws: the coverage count is Binomial(4000, 0.95), sd 13.8,
+    # so it lies in 3800 +- 4.5 sd = [3738, 3862] except with probability ~1e-5.
+    rng = np.random.default_rng(7)
+    samples = rng.normal(10.0, 3.0, size=(4000, 5))
+    covered = sum(one_sided_bounds(row, 0.95)[2] >= 10.0 for row in samples)
+    assert 3738 <= covered <= 3862
+
+
+# --- generic aggregation -------------------------------------------------------------------------
+
+
+def _per_run() -> pd.DataFrame:
+    """Two replications of two key combinations, with a key (stage) and a number (cost_usd) nobody listed."""
+    return pd.DataFrame(
+        {
+            "scenario": ["s"] * 4,
+            "replication": [0, 0, 1, 1],
+            "producer": ["all"] * 4,
+            "stage": ["front", "back", "front", "back"],
+            "offered": [10, 20, 30, 40],
+            "cost_usd": [1.0, 2.0, 3.0, 6.0],
+        }
+    )
+
+
+def test_key_columns_are_the_non_numeric_ones_plus_requested() -> None:
+    frame = _per_run()
+    assert key_columns(frame) == ["scenario", "producer", "stage"]
+    assert key_columns(frame, ["offered"]) == ["scenario", "producer", "stage", "offered"]
+
+
+def test_with_intervals_groups_by_every_key_column_and_averages_every_number() -> None:
+    summary = with_intervals(_per_run())
+    assert list(summary.columns) == list(_per_run().columns)
+    means = summary[summary["replication"] == "mean"].set_index("stage")
+    assert means.loc["front", "offered"] == 20
+    assert means.loc["back", "offered"] == 30
+    assert means.loc["back", "cost_usd"] == 4.0
+    # two values 2 and 6: sd 2.828, half-width t(0.975, 1) * 2.828 / sqrt(2) = 12.706 * 2 = 25.41
+    high = summary[(summary["replication"] == "ci_high") & (summary["stage"] == "back")]["cost_usd"].iloc[0]
+    assert high == pytest.approx(4.0 + 25.412, abs=1e-3)
+    assert len(replication_rows(summary)) == 4
+
+
+def test_with_intervals_keeps_numeric_keys_such_as_a_sweep_axis() -> None:
+    frame = _per_run().assign(point=[0, 1, 0, 1]).drop(columns="stage")
+    summary = with_intervals(frame, keys=["point"])
+    means = summary[summary["replication"] == "mean"]
+    assert sorted(means["point"]) == [0, 1]  # grouped by point, not averaged
+    assert sorted(means["offered"]) == [20, 30]
+
+
+def test_one_replication_gets_no_interval_rows() -> None:
+    frame = _per_run()
+    single = frame[frame["replication"] == 0]
+    assert with_intervals(single).equals(single)
+
+
+# --- MSER-5 --------------------------------------------------------------------------------------
+
+
+def test_mser_deletes_an_initial_transient() -> None:
+    # 1,000 observations: level 10 plus a transient 30 e^{-t/25} plus noise of sd 1. The
+    # transient is below the noise's sd after 25 ln 30 = 85 observations and below a tenth of
+    # the batch means' sd (0.45) after ~105, so the truncation must land between those scales.
+    rng = np.random.default_rng(3)
+    t = np.arange(1000)
+    series = 10 + 30 * np.exp(-t / 25) + rng.normal(0, 1, len(t))
+    deleted = mser_truncation(series)
+    assert deleted % 5 == 0
+    assert 60 <= deleted <= 200
+
+
+def test_mser_deletes_little_from_a_stationary_series() -> None:
+    # No transient: deleting only loses data, MSER(d) ~ sigma^2 / (k - d) grows with d.
+    rng = np.random.default_rng(4)
+    assert mser_truncation(rng.normal(0, 1, 1000)) <= 100
+    assert mser_truncation(np.ones(7)) == 0  # fewer than two batches: nothing to judge
+
+
+def test_warmup_auto_removes_a_backlog_and_agrees_with_erlang_c() -> None:
+    """An M/M/10 at rho = 0.8 that starts with a backlog of 1,000 requests.
+
+    The backlog drains at c mu - lambda = 2 per second, so the first ~500 s are far from
+    steady state; with warmup 0 their waits of up to minutes pull the mean wait far above
+    Erlang C's 0.205 s. MSER-5 on the in-system series must cut about the drain (or more) and the
+    mean wait after it must agree with theory (99.9 % t-interval of 8 replications).
+    """
+    data = {
+        "name": "backlog", "seed": 12, "replications": 8, "warmup": "auto",
+        "producers": [
+            {"name": "backlog", "arrivals": {"process": "burst", "count": 1000}},
+            {"name": "steady", "arrivals": {"process": "poisson", "rate": 8, "stop": 6000}},
+        ],
+        "consumers": {"concurrency": 10, "service": {"dist": "exponential", "mean": 1}},
+        "report": {"bucket": "10s"},
+    }  # fmt: skip
+    result = sim.run(sim.scenario_from_dict(data))
+    runs = replication_rows(result.summary)
+    runs = runs[runs["producer"] == "all"]
+    assert runs["warmup"].between(400, 3000).all(), runs["warmup"].tolist()
+    assert result.warmups == runs["warmup"].tolist()
+    waits = runs["wait_mean"].to_numpy(dtype=float)
+    half = stats.t.ppf(0.9995, len(waits) - 1) * waits.std(ddof=1) / np.sqrt(len(waits))
+    expected = theory.mmc(8.0, 1.0, 10).wait
+    assert abs(waits.mean() - expected) <= half
+    assert half < 0.25 * expected  # and the interval is narrow enough to mean something
+    fixed = sim.run(sim.scenario_from_dict({**data, "warmup": 0, "replications": 2}))
+    assert fixed.summary["wait_mean"].iloc[0] > 5 * expected  # without deletion the backlog dominates
+
+
+# --- stopping rule and paired tests -----------------------------------------------------------------
+
+
+def test_replications_needed_follows_the_square_law() -> None:
+    values = np.array([9.0, 10.0, 11.0, 10.0])  # mean 10, sd 0.8165
+    needed = replications_needed(values, relative=0.01)
+    # (t(0.975, 3) * 0.8165 / (0.01 * 10))^2 = (3.1824 * 8.165)^2 = 675.2
+    assert needed == 676
+    assert not precise_enough(values, 0.01)
+    assert precise_enough(values, 0.2)  # half-width 1.30 <= 2.0
+    assert replications_needed(np.array([3.0, 3.0]), 0.01) == 2  # no spread: done
+
+
+def test_paired_p_value_is_scipys_and_handles_degenerate_cases() -> None:
+    a = np.array([1.0, 2.0, 3.0, 4.0])
+    b = np.array([1.5, 2.4, 3.7, 4.3])
+    assert paired_p_value(a, b) == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert paired_p_value(a, a) == 1.0
+    assert paired_p_value(a, a + 1) == 0.0
+    assert math.isnan(paired_p_value(a[:1], b[:1]))
+    assert [significance(p) for p in (0.0001, 0.005, 0.03, 0.2, math.nan)] == ["***", "**", "*", "", ""]
