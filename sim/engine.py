@@ -24,10 +24,10 @@ import simpy
 from simpy.events import NORMAL, Event
 
 from sim.arrivals import Floats
-from sim.distributions import Distribution
-from sim.records import COMPLETED, IN_SYSTEM, LATE, Columns, JobLog, RequestLog
-from sim.schema import ProducerSpec, Scenario
-from sim.stage import Router, Stage, wire_stage
+from sim.records import Columns, JobLog, RequestLog
+from sim.routing import Client, Router, Sampler, Tracker
+from sim.schema import ProducerSpec, Scenario, StageSpec
+from sim.stage import Stage, StageStreams, wire_stage
 
 Progress = Callable[[float], None]
 """Called now and then with the current simulated time, when a progress display is wanted."""
@@ -35,7 +35,8 @@ Progress = Callable[[float], None]
 # Sub-stream roles: each producer draws arrivals, service demands (per stage) and patience
 # from its own stream, so changing one thing (the queue discipline, another producer) leaves
 # the other numbers unchanged: common random numbers across compared scenarios.
-ARRIVALS, SERVICE, PATIENCE = range(3)
+ARRIVALS, SERVICE, PATIENCE, RETRIES = range(4)
+COLD_STARTS, FAILURES = range(1, 3)
 STAGE_STREAMS = 1_000_000
 """Spawn-key namespace for stage-owned streams (AQM drop decisions): ``(STAGE_STREAMS + stage,)``."""
 
@@ -72,6 +73,11 @@ class RunRecords:
     stage_concurrency: tuple[int, ...] = ()
     requests_unresolved: int = 0
     """Requests still in the system at the end (equals queued + busy jobs with one stage)."""
+    environments: tuple[tuple[list[float], list[float]], ...] = ()
+    """Per stage, when each execution environment was created and reclaimed (NaN: alive at the end)."""
+    stage_priced: tuple[bool, ...] = ()
+    stage_memory_gb: tuple[float, ...] = ()
+    stage_brokered: tuple[bool, ...] = ()
 
 
 class _Source:
@@ -137,94 +143,6 @@ class _Source:
         return True
 
 
-class _Sampler:
-    """Service demands of one producer's requests at one downstream stage, drawn in blocks."""
-
-    __slots__ = ("block", "dist", "next", "rng")
-
-    def __init__(self, dist: Distribution, rng: np.random.Generator) -> None:
-        self.dist, self.rng = dist, rng
-        self.block: list[float] = []
-        self.next = 0
-
-    def __call__(self) -> float:
-        if self.next == len(self.block):
-            self.block = self.dist.sample(self.rng, SERVICE_BLOCK).tolist()
-            self.next = 0
-        value = self.block[self.next]
-        self.next += 1
-        return value
-
-
-class _Router(Router):
-    """Follows requests through a multi-stage topology; keeps the end-to-end request log."""
-
-    def __init__(self, jobs: JobLog, requests: RequestLog, then: list[list[int]],
-                 samplers: list[list[_Sampler]]) -> None:
-        self.jobs = jobs
-        self.requests = requests
-        self.then = then
-        self.samplers = samplers  # [stage][producer]
-        self.stages: list[Stage] = []
-        self.job_count = 0
-        self.request_count = 0
-
-    def jobs_created(self) -> int:
-        return self.job_count
-
-    def new_request(self, producer: int, now: float, deadline: float, branches: int) -> int:
-        rid = self.request_count
-        self.request_count += 1
-        log = self.requests
-        if rid == log.allocated:
-            log.grow()
-        log.producer[rid] = producer
-        log.arrival[rid] = now
-        log.deadline[rid] = deadline
-        log.pending[rid] = branches
-        return rid
-
-    def new_job(self, rid: int, stage: int, producer: int, now: float, deadline: float, service: float) -> int:
-        job = self.job_count
-        self.job_count += 1
-        log = self.jobs
-        if job == log.allocated:
-            log.grow()
-        log.request[job] = rid
-        log.stage[job] = stage
-        log.producer[job] = producer
-        log.arrival[job] = now
-        log.deadline[job] = deadline
-        log.service[job] = service
-        return job
-
-    def served(self, job: int, now: float) -> None:
-        jobs = self.jobs
-        rid, stage, producer, deadline = jobs.request[job], jobs.stage[job], jobs.producer[job], jobs.deadline[job]
-        children = self.then[stage]
-        self.requests.pending[rid] += len(children)
-        for child in children:
-            new = self.new_job(rid, child, producer, now, deadline, self.samplers[child][producer]())
-            self.stages[child].admit(new, now)
-        self._left(rid, now)
-
-    def failed(self, job: int, outcome: int, now: float) -> None:
-        rid = self.jobs.request[job]
-        requests = self.requests
-        if requests.outcome[rid] == IN_SYSTEM:
-            requests.outcome[rid] = outcome  # the first failure decides the end-to-end outcome
-            requests.reason[rid] = self.jobs.reason[job]
-        self._left(rid, now)
-
-    def _left(self, rid: int, now: float) -> None:
-        requests = self.requests
-        requests.pending[rid] -= 1
-        if requests.pending[rid] == 0:
-            requests.finish[rid] = now
-            if requests.outcome[rid] == IN_SYSTEM:
-                requests.outcome[rid] = COMPLETED if now <= requests.deadline[rid] else LATE
-
-
 def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: Progress | None = None) -> RunRecords:
     """Run ``scenario`` once with the random streams of ``seeds`` and return its records."""
     wall_start = time.perf_counter()
@@ -232,25 +150,23 @@ def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: Progre
     heap, next_id = env._queue, env._eid
     specs = scenario.stage_list
     names = [p.name for p in scenario.producers]
-    routed = len(specs) > 1 or any(len(scenario.entry_stages(p)) > 1 for p in scenario.producers)
-    jobs = JobLog(routed)
-    levels = [p.priority or 0 for p in scenario.producers]
-    router: _Router | None = None
-    if routed:
-        by_name = {spec.name: index for index, spec in enumerate(specs)}
-        samplers = [[_Sampler(scenario.service_at(s, p), stream(seeds, pi, SERVICE, s))
-                     for pi, p in enumerate(scenario.producers)] for s in range(len(specs))]
-        router = _Router(jobs, RequestLog(), [[by_name[t] for t in spec.then] for spec in specs], samplers)
-    stages = [wire_stage(env, spec, jobs, levels=levels, producer_names=names,
-                         aqm_rng=stream(seeds, STAGE_STREAMS + index), router=router)
+    retrying = any(p.retry is not None for p in scenario.producers)
+    routed = retrying or len(specs) > 1 or any(len(scenario.entry_stages(p)) > 1 for p in scenario.producers)
+    jobs = JobLog(routed, metered=retrying or any(_metered(spec) for spec in specs))
+    tracker = _tracker(env, scenario, seeds, jobs) if routed else None
+    stages = [wire_stage(env, spec, jobs, levels=[p.priority or 0 for p in scenario.producers],
+                         producer_names=names, streams=_stage_streams(seeds, index), listener=tracker)
               for index, spec in enumerate(specs)]
-    if router is not None:
-        router.stages = stages
-    if router is not None:
-        on_arrival = _routed_arrivals(env, router)
-        job_count = router.jobs_created
+    if isinstance(tracker, Client):
+        on_arrival = _client_arrivals(env, tracker)
+        job_count = tracker.jobs_created
+    elif tracker is not None:
+        on_arrival = _routed_arrivals(env, tracker)
+        job_count = tracker.jobs_created
     else:
         on_arrival, job_count = _direct_arrivals(env, jobs, stages[0], len(names) > 1)
+    if tracker is not None:
+        tracker.stages = stages
     callbacks = [on_arrival]  # SimPy iterates a callbacks list and drops it: one list serves every arrival
     horizon = 0.0
     for index, producer in enumerate(scenario.producers):
@@ -267,7 +183,10 @@ def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: Progre
     _run(env, scenario.until, horizon, progress)
 
     job_columns = jobs.freeze(job_count())
-    columns = router.requests.freeze(router.request_count, job_columns) if router is not None else job_columns
+    if tracker is not None:
+        columns = tracker.requests.freeze(tracker.request_count, job_columns)
+    else:
+        columns = job_columns
     if scenario.until is not None:
         end_time = scenario.until
     elif len(columns):
@@ -278,14 +197,57 @@ def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: Progre
         columns=columns,
         jobs=job_columns,
         end_time=end_time,
-        queued_at_end=sum(len(stage.queue) for stage in stages),
-        busy_at_end=sum(stage.busy for stage in stages),
+        queued_at_end=sum(stage.waiting() for stage in stages),
+        busy_at_end=sum(stage.serving() for stage in stages),
         concurrency=sum(stage.concurrency for stage in stages),
         wall_time=time.perf_counter() - wall_start,
         stage_names=tuple(stage.name for stage in stages),
         stage_concurrency=tuple(stage.concurrency for stage in stages),
         requests_unresolved=int(np.count_nonzero(np.isnan(columns.finish))),
+        environments=tuple(stage.pool.lifetimes(end_time) for stage in stages),
+        stage_priced=tuple(stage.priced for stage in stages),
+        stage_memory_gb=tuple(spec.consumers.memory_gb for spec in specs),
+        stage_brokered=tuple(spec.queue.delivery is not None for spec in specs),
     )
+
+
+def _metered(spec: StageSpec) -> bool:
+    """Whether a stage needs the usage columns (anything beyond a plain worker pool)."""
+    consumers = spec.consumers
+    return (consumers.priced or spec.queue.delivery is not None or consumers.failure is not None
+            or consumers.timeout is not None or bool(consumers.slowdowns))
+
+
+def _stage_streams(seeds: np.random.SeedSequence, index: int) -> StageStreams:
+    base = STAGE_STREAMS + index
+    return StageStreams(aqm=stream(seeds, base), cold_start=stream(seeds, base, COLD_STARTS),
+                        failure=stream(seeds, base, FAILURES))
+
+
+def _tracker(env: simpy.Environment, scenario: Scenario, seeds: np.random.SeedSequence, jobs: JobLog) -> Tracker:
+    """The request-level listener: a client that retries, or a router through the stages."""
+    producers = scenario.producers
+    if any(p.retry is not None for p in producers):
+        services = [Sampler(scenario.service_at(0, p), stream(seeds, i, SERVICE, 0, RETRIES)) for i, p in
+                    enumerate(producers)]
+        patience = [_patience(p, stream(seeds, i, PATIENCE, RETRIES)) for i, p in enumerate(producers)]
+        return Client(env, jobs, RequestLog(), [p.retry for p in producers], services, patience,
+                      [stream(seeds, i, RETRIES) for i in range(len(producers))])
+    specs = scenario.stage_list
+    by_name = {spec.name: index for index, spec in enumerate(specs)}
+    samplers = [[Sampler(scenario.service_at(s, p), stream(seeds, pi, SERVICE, s)) for pi, p in enumerate(producers)]
+                for s in range(len(specs))]
+    return Router(jobs, RequestLog(), [[by_name[t] for t in spec.then] for spec in specs], samplers)
+
+
+def _patience(producer: ProducerSpec, rng: np.random.Generator) -> Callable[[], float] | None:
+    """How long a retry attempt waits before its client gives up (None: forever)."""
+    timeout = producer.timeout
+    if timeout is None:
+        return None
+    if isinstance(timeout, float):
+        return lambda: timeout
+    return Sampler(timeout.build(), rng)
 
 
 def _direct_arrivals(env: simpy.Environment, jobs: JobLog, stage: Stage,
@@ -325,7 +287,29 @@ def _direct_arrivals(env: simpy.Environment, jobs: JobLog, stage: Stage,
     return on_arrival, lambda: count
 
 
-def _routed_arrivals(env: simpy.Environment, router: _Router) -> Callable[[Event], None]:
+def _client_arrivals(env: simpy.Environment, client: Client) -> Callable[[Event], None]:
+    """The arrival handler when producers retry: each request's first attempt."""
+    heap, next_id = env._queue, env._eid
+
+    def on_arrival(event: Event) -> None:
+        source: _Source = event._value
+        now: float = env._now
+        position = source.position
+        client.start(source.index, now, source.patience[position] if source.patience else math.inf,
+                     source.services[position])
+        position += 1
+        if position == source.length:
+            if not source.load():
+                return
+            position = 0
+        source.position = position
+        event.callbacks = source.callbacks
+        heappush(heap, (source.times[position], NORMAL, next(next_id), event))
+
+    return on_arrival
+
+
+def _routed_arrivals(env: simpy.Environment, router: Tracker) -> Callable[[Event], None]:
     """The arrival handler of a multi-stage scenario: one job per stage the producer publishes to."""
     heap, next_id = env._queue, env._eid
 

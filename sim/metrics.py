@@ -230,12 +230,13 @@ def summary_columns(scenario: Scenario) -> list[str]:
     latency = [f"latency_{percentile_column(p)}" for p in _latency_percentiles(scenario)]
     return [
         *KEY_COLUMNS,
-        "offered", "completed", "late", "expired", "rejected", "dropped", "in_system",
+        "offered", "completed", "late", "expired", "rejected", "dropped", "failed", "dead_lettered", "in_system",
         "dropped_overflow", "dropped_aqm",
+        "attempts", "retries", "throttles", "cold_starts", "duplicates",
         "timeout_rate", "starvation", "throughput", "goodput",
         "latency_mean", *latency,
         "wait_mean", *[f"wait_{percentile_column(p)}" for p in WAIT_PERCENTILES],
-        "wasted_work", "utilization", "mean_queue", "max_queue", "mean_in_system",
+        "wasted_work", "utilization", "mean_queue", "max_queue", "mean_in_system", "cost_usd",
         "sim_time", "wall_time",
     ]  # fmt: skip
 
@@ -259,6 +260,8 @@ class _View:
     system: StepFunction
     late_jobs: Mask
     concurrency: int
+    jobs: Mask
+    """The measured jobs of this group (for usage and cost)."""
 
 
 def _views(records: RunRecords, scenario: Scenario, intervals: Intervals, warmup: float) -> list[_View]:
@@ -269,20 +272,53 @@ def _views(records: RunRecords, scenario: Scenario, intervals: Intervals, warmup
     measured_jobs = measured[jobs.request]
     late_jobs = jobs.outcome == LATE
     views = [_View("all", "all", requests, measured, intervals.queue(), intervals.service(), intervals.system(),
-                   measured_jobs & late_jobs, records.concurrency)]
+                   measured_jobs & late_jobs, records.concurrency, measured_jobs)]
     if len(scenario.producers) > 1:
         for index, producer in enumerate(scenario.producers):
             mine, my_jobs = requests.producer == index, jobs.producer == index
             views.append(_View(producer.name, "all", requests, measured & mine, intervals.queue(my_jobs),
                                intervals.service(my_jobs), intervals.system(mine),
-                               measured_jobs & late_jobs & my_jobs, records.concurrency))
+                               measured_jobs & late_jobs & my_jobs, records.concurrency, measured_jobs & my_jobs))
     if len(records.stage_names) > 1:
         for index, name in enumerate(records.stage_names):
             here = jobs.stage == index
             views.append(_View("all", name, jobs, measured_jobs & here, intervals.queue(here),
                                intervals.service(here), intervals.stage_system(here),
-                               measured_jobs & late_jobs & here, records.stage_concurrency[index]))
+                               measured_jobs & late_jobs & here, records.stage_concurrency[index],
+                               measured_jobs & here))
     return views
+
+
+def _usage(records: RunRecords, scenario: Scenario, view: _View) -> dict[str, float]:
+    """Attempts, throttles, cold starts, duplicates and cost of a view's jobs."""
+    jobs = records.jobs
+    usage = jobs.usage
+    offered = int(np.count_nonzero(view.keep))
+    if usage is None:
+        return {"attempts": offered, "retries": 0, "throttles": 0, "cold_starts": 0, "duplicates": 0,
+                "cost_usd": math.nan}
+    mask = view.jobs
+    if view.stage != "all" or records.columns is records.jobs:
+        attempts = offered  # a stage's jobs, or requests that are their one job
+    else:
+        per_request = view.rows.usage
+        assert per_request is not None  # request usage is summed from job usage
+        attempts = int(np.sum(per_request.attempt[view.keep]))
+    prices = scenario.cost
+    lambda_stages = np.flatnonzero(np.array(records.stage_priced, dtype=bool))
+    lambda_jobs = mask & np.isin(jobs.stage, lambda_stages)
+    priced = bool(len(lambda_stages)) or any(records.stage_brokered)
+    cost = (float(np.sum(usage.invocations[lambda_jobs])) * prices.lambda_request
+            + float(np.sum(usage.gb_seconds[lambda_jobs])) * prices.lambda_gb_second
+            + float(np.sum(usage.sqs_requests[mask])) * prices.sqs_request)
+    return {
+        "attempts": attempts,
+        "retries": attempts - offered if view.stage == "all" else 0,
+        "throttles": int(np.sum(usage.throttles[mask])),
+        "cold_starts": int(np.sum(usage.cold_starts[mask])),
+        "duplicates": int(np.sum(usage.duplicates[mask])),
+        "cost_usd": cost if priced else math.nan,
+    }
 
 
 def summarize(records: RunRecords, scenario: Scenario, replication: int,
@@ -309,7 +345,7 @@ def summarize(records: RunRecords, scenario: Scenario, replication: int,
         latency = (c.finish[mask] - c.arrival[mask])[served]
         wait = (c.start[mask] - c.arrival[mask])[served]
         offered = len(outcome)
-        lost = counts["late"] + counts["expired"] + counts["rejected"] + counts["dropped"]
+        lost = offered - counts["completed"] - counts["in_system"]
         row: dict[str, object] = {
             "scenario": scenario.name,
             "replication": replication,
@@ -320,6 +356,7 @@ def summarize(records: RunRecords, scenario: Scenario, replication: int,
             "in_system": counts["in_system"],
             "dropped_overflow": int(np.count_nonzero((outcome == DROPPED) & (reason == OVERFLOW))),
             "dropped_aqm": int(np.count_nonzero((outcome == DROPPED) & (reason == AQM))),
+            **_usage(records, scenario, view),
             "timeout_rate": (counts["late"] + counts["expired"]) / offered if offered else math.nan,
             "starvation": lost / offered if offered else math.nan,
             "throughput": int(served.sum()) / span if span > 0 else math.nan,

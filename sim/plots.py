@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from sim.records import OUTCOMES
 from sim.units import format_duration
 
-PLOTTED_OUTCOMES = ("completed", "late", "expired", "rejected", "dropped", "in_system")
+PLOTTED_OUTCOMES = ("completed", "late", "expired", "rejected", "dropped", "failed", "dead_lettered", "in_system")
 assert set(PLOTTED_OUTCOMES) == set(OUTCOMES)
 
 OUTCOME_COLOURS = {
@@ -22,6 +22,8 @@ OUTCOME_COLOURS = {
     "expired": "#f4a261",
     "rejected": "#e76f51",
     "dropped": "#9b2226",
+    "failed": "#6a040f",
+    "dead_lettered": "#5a189a",
     "in_system": "#8d99ae",
 }
 

@@ -22,12 +22,14 @@ from numpy.typing import NDArray
 
 #: Outcome codes, in the order of :data:`OUTCOMES`. ``IN_SYSTEM`` (0) is the default, so a
 #: request nobody finished is reported as still in the system when the run ends.
-IN_SYSTEM, COMPLETED, LATE, EXPIRED, REJECTED, DROPPED = range(6)
-OUTCOMES = ("in_system", "completed", "late", "expired", "rejected", "dropped")
+IN_SYSTEM, COMPLETED, LATE, EXPIRED, REJECTED, DROPPED, FAILED, DEAD_LETTERED = range(8)
+OUTCOMES = ("in_system", "completed", "late", "expired", "rejected", "dropped", "failed", "dead_lettered")
 
-#: Why a job was dropped: ``OVERFLOW`` (evicted by drop-oldest) or ``AQM`` (early drop).
-NO_REASON, OVERFLOW, AQM = range(3)
-REASONS = ("", "overflow", "aqm")
+#: Why a job ended as it did: dropped because of ``OVERFLOW`` (evicted by drop-oldest), ``AQM``
+#: (early drop) or ``RETENTION`` (too old in a broker); rejected because of a ``THROTTLE`` (no
+#: environment and no scaling allowance); failed because of a function ``ERROR`` or ``TIMEOUT``.
+NO_REASON, OVERFLOW, AQM, THROTTLE, ERROR, TIMEOUT, RETENTION = range(7)
+REASONS = ("", "overflow", "aqm", "throttle", "error", "timeout", "retention")
 
 CHUNK = 65536
 """Rows added to a log each time it fills up."""
@@ -61,10 +63,63 @@ def _freeze_ids(column: array[int], count: int) -> NDArray[np.int64]:
     return values
 
 
-class JobLog:
-    """Columns indexed by job id (the order jobs were created). NaN marks a time that did not happen."""
+USAGE_COUNTS = ("receives", "throttles", "cold_starts", "duplicates")
+USAGE_AMOUNTS = ("gb_seconds", "invocations", "sqs_requests")
 
-    def __init__(self, routed: bool) -> None:
+
+@dataclass(frozen=True)
+class Usage:
+    """What serving a job (or a request, summed over its jobs) cost, beyond its own service time.
+
+    ``attempt`` is the client's try number (0 first). ``receives`` counts broker deliveries,
+    ``throttles`` times it found no environment, ``cold_starts`` environments started for
+    it, ``duplicates`` extra successful processings. ``gb_seconds``, ``invocations`` and
+    ``sqs_requests`` are its share of what is billed (a batch's invocation and API calls are
+    split evenly between its messages).
+    """
+
+    attempt: NDArray[np.int64]
+    receives: NDArray[np.int64]
+    throttles: NDArray[np.int64]
+    cold_starts: NDArray[np.int64]
+    duplicates: NDArray[np.int64]
+    gb_seconds: Floats
+    invocations: Floats
+    sqs_requests: Floats
+
+    def per_request(self, request: NDArray[np.int64], count: int) -> Usage:
+        """Sum job usage into request usage; ``attempt`` becomes the number of attempts."""
+
+        def counts(values: NDArray[np.int64]) -> NDArray[np.int64]:
+            total = np.zeros(count, dtype=np.int64)
+            np.add.at(total, request, values)
+            return total
+
+        def amounts(values: Floats) -> Floats:
+            total = np.zeros(count)
+            np.add.at(total, request, values)
+            return total
+
+        return Usage(
+            attempt=counts(np.ones(len(request), dtype=np.int64)),
+            receives=counts(self.receives),
+            throttles=counts(self.throttles),
+            cold_starts=counts(self.cold_starts),
+            duplicates=counts(self.duplicates),
+            gb_seconds=amounts(self.gb_seconds),
+            invocations=amounts(self.invocations),
+            sqs_requests=amounts(self.sqs_requests),
+        )
+
+
+class JobLog:
+    """Columns indexed by job id (the order jobs were created). NaN marks a time that did not happen.
+
+    ``routed`` adds the stage and request of each job (several stages, or retries);
+    ``metered`` adds the usage columns (scaling, broker delivery, failures, retries, prices).
+    """
+
+    def __init__(self, routed: bool, metered: bool = False) -> None:
         self.allocated = 0
         self.producer = array("b")
         self.arrival = array("d")
@@ -77,6 +132,15 @@ class JobLog:
         self.stage = array("b")
         self.request = array("q")
         self._routed = routed
+        self.metered = metered
+        self.attempt = array("q")
+        self.receives = array("q")
+        self.throttles = array("q")
+        self.cold_starts = array("q")
+        self.duplicates = array("q")
+        self.gb_seconds = array("d")
+        self.invocations = array("d")
+        self.sqs_requests = array("d")
 
     def grow(self) -> None:
         """Add ``CHUNK`` empty rows: NaN times, no deadline (+inf), producer 0, outcome in_system."""
@@ -88,6 +152,11 @@ class JobLog:
         if self._routed:
             self.stage.extend(zero)
             self.request.extend(array("q", bytes(8 * CHUNK)))
+        if self.metered:
+            zeros = array("q", bytes(8 * CHUNK))
+            for column in (self.attempt, self.receives, self.throttles, self.cold_starts, self.duplicates):
+                column.extend(zeros)
+            _grow([self.gb_seconds, self.invocations, self.sqs_requests], 0.0)
         self.allocated += CHUNK
 
     def freeze(self, count: int) -> Columns:
@@ -104,6 +173,19 @@ class JobLog:
             reason=_freeze_small(self.reason, count),
             stage=_freeze_small(self.stage, count) if routed else np.zeros(count, dtype=np.int8),
             request=_freeze_ids(self.request, count) if routed else np.arange(count, dtype=np.int64),
+            usage=self._freeze_usage(count) if self.metered else None,
+        )
+
+    def _freeze_usage(self, count: int) -> Usage:
+        return Usage(
+            attempt=_freeze_ids(self.attempt, count),
+            receives=_freeze_ids(self.receives, count),
+            throttles=_freeze_ids(self.throttles, count),
+            cold_starts=_freeze_ids(self.cold_starts, count),
+            duplicates=_freeze_ids(self.duplicates, count),
+            gb_seconds=_freeze_floats(self.gb_seconds, count),
+            invocations=_freeze_floats(self.invocations, count),
+            sqs_requests=_freeze_floats(self.sqs_requests, count),
         )
 
 
@@ -153,6 +235,7 @@ class RequestLog:
             reason=_freeze_small(self.reason, count),
             stage=np.full(count, -1, dtype=np.int8),
             request=np.arange(count, dtype=np.int64),
+            usage=jobs.usage.per_request(jobs.request, count) if jobs.usage is not None else None,
         )
 
 
@@ -175,6 +258,8 @@ class Columns:
     reason: Small
     stage: Small
     request: NDArray[np.int64]
+    usage: Usage | None = None
+    """Present when the scenario meters usage (scaling, delivery, failures, retries)."""
 
     def __len__(self) -> int:
         return len(self.arrival)

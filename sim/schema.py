@@ -17,6 +17,17 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, model_validator
 
 from sim import distributions
+from sim.delivery_specs import (
+    BatchSpec,
+    CostSpec,
+    DeliverySpec,
+    FailureSpec,
+    PollersSpec,
+    RetrySpec,
+    ScalingSpec,
+    SlowdownSpec,
+    check_timeout_retry,
+)
 from sim.specs import (
     DISTRIBUTIONS,
     MISSING,
@@ -55,6 +66,7 @@ class ProducerSpec(Strict):
     service: DistributionSpec | None = None
     to: Name | list[Name] | None = None
     """The stage(s) its requests are published to (a list is a topic: one copy each); default the first."""
+    retry: RetrySpec | None = None
 
     @property
     def targets(self) -> list[str] | None:
@@ -137,9 +149,22 @@ class QueueSpec(Strict):
     lifo_when: LifoWhenSpec | None = None
     """adaptive-lifo only; default ``{wait: 100ms}``."""
     aqm: AqmSpec | None = None
+    delivery: DeliverySpec | None = None
+    """SQS-like broker delivery; omitted: consumers take requests straight from the queue."""
+    pollers: PollersSpec | None = None
 
     @model_validator(mode="after")
     def _policies_fit(self) -> QueueSpec:
+        if self.delivery is not None:
+            if self.discipline != "fifo":
+                raise FieldError("broker delivery hands out messages oldest first; use discipline: fifo",
+                                 ("discipline",), self.discipline)
+            if self.aqm is not None:
+                raise FieldError("active queue management does not apply to broker delivery; remove aqm",
+                                 ("aqm",), self.aqm.policy)
+        elif self.pollers is not None:
+            raise FieldError("pollers only work with broker delivery: add queue.delivery or remove pollers",
+                             ("pollers",), self.pollers.model_dump())
         if self.lifo_when is not None and self.discipline != "adaptive-lifo":
             raise FieldError(
                 "lifo_when is only used with discipline: adaptive-lifo; remove it or change the discipline",
@@ -156,8 +181,34 @@ class QueueSpec(Strict):
 
 
 class ConsumersSpec(Strict):
+    """The workers: a fixed pool (all warm), or Lambda-like environments with ``scaling``."""
+
     concurrency: Annotated[Int, Field(ge=1)]
     service: DistributionSpec | None = None
+    scaling: ScalingSpec | None = None
+    memory_mb: Annotated[Int, Field(ge=128, le=10240)] | None = None
+    """Lambda memory, for the GB-second cost (default 1,024 when ``scaling`` is set)."""
+    timeout: PositiveDuration | None = None
+    """An attempt running longer than this fails (Lambda's function timeout)."""
+    failure: FailureSpec | None = None
+    batch: BatchSpec | None = None
+    slowdowns: list[SlowdownSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _scaling_fits(self) -> ConsumersSpec:
+        if self.scaling is not None and self.scaling.initial > self.concurrency:
+            raise FieldError(f"initial environments cannot exceed concurrency ({self.concurrency})",
+                             ("scaling", "initial"), self.scaling.initial)
+        return self
+
+    @property
+    def priced(self) -> bool:
+        """True when these consumers are billed like Lambda (scaling or memory given)."""
+        return self.scaling is not None or self.memory_mb is not None
+
+    @property
+    def memory_gb(self) -> float:
+        return (self.memory_mb or 1024) / 1024
 
 
 class StageSpec(Strict):
@@ -194,6 +245,7 @@ class Scenario(Strict):
     consumers: ConsumersSpec | None = None
     stages: list[StageSpec] | None = None
     report: ReportSpec = ReportSpec()
+    cost: CostSpec = CostSpec()
 
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
     _source: Path | None = PrivateAttr(default=None)
@@ -244,7 +296,9 @@ class Scenario(Strict):
                 raise FieldError(
                     "required: the consumers (e.g. {concurrency: 10, service: {dist: exponential, mean: 100ms}}), "
                     "or a list of stages", ("consumers",), MISSING)
-            return [StageSpec(name=SINGLE_STAGE, queue=self.queue or QueueSpec(), consumers=self.consumers)]
+            single = StageSpec(name=SINGLE_STAGE, queue=self.queue or QueueSpec(), consumers=self.consumers)
+            _check_stage(single, ())
+            return [single]
         if self.consumers is not None or self.queue is not None:
             key = "consumers" if self.consumers is not None else "queue"
             raise FieldError(f"with stages, each stage has its own queue and consumers; move {key} into a stage",
@@ -261,6 +315,7 @@ class Scenario(Strict):
                 raise FieldError("each stage needs its service time, e.g. {dist: exponential, mean: 20ms}",
                                  ("stages", position, "consumers", "service"), MISSING)
         for position, stage in enumerate(self.stages):
+            _check_stage(stage, ("stages", position))
             for offset, target in enumerate(stage.then):
                 if target not in index:
                     raise FieldError(f"no stage is called {target!r}; the stages are {', '.join(index)}",
@@ -273,6 +328,11 @@ class Scenario(Strict):
         return list(self.stages)
 
     def _check_producer(self, index: int, producer: ProducerSpec, stage_index: dict[str, int]) -> None:
+        if producer.retry is not None:
+            if self.stages is not None:
+                raise FieldError("client retries are modelled for single-stage scenarios (queue + consumers); "
+                                 "remove retry or the stages", ("producers", index, "retry"), "given")
+            check_timeout_retry(producer.retry, producer.timeout, ("producers", index))
         if self.stages is not None and producer.service is not None:
             raise FieldError("with stages, service times belong to each stage's consumers; remove it here",
                              ("producers", index, "service"), producer.service.dist)
@@ -336,6 +396,14 @@ class Scenario(Strict):
     def concurrency(self) -> int:
         """Consumers across all stages."""
         return sum(stage.consumers.concurrency for stage in self._stages)
+
+
+def _check_stage(stage: StageSpec, where: tuple[str | int, ...]) -> None:
+    """Rules that tie a stage's queue to its consumers."""
+    if stage.consumers.batch is not None and stage.queue.delivery is None:
+        raise FieldError("batches are handed out by broker delivery: add queue.delivery "
+                         "(e.g. {visibility_timeout: 30s}) or remove batch",
+                         (*where, "consumers", "batch"), stage.consumers.batch.model_dump())
 
 
 SINGLE_STAGE = "main"

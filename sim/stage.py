@@ -1,29 +1,33 @@
-"""One stage: a queue and its pool of consumers, wired into the SimPy environment.
+"""One stage: a queue and its consumers, wired into the SimPy environment.
 
-The life of a job (a request's visit to a stage):
+The life of a job (a request's visit to a stage) when consumers take work straight from
+the queue (for broker delivery see :mod:`sim.delivery`):
 
 1. **admit** - an active-queue-management policy may drop it early; else a free consumer
-   starts it at once; else it joins the queue if there is room; else the overflow rule
-   rejects it or evicts the oldest waiting job;
-2. **serve** - the consumer's reusable completion event is scheduled ``service`` seconds on;
-3. **finish** - outcome ``completed`` if it ended by the deadline, else ``late``; the router
-   (multi-stage scenarios) passes the request on; the consumer takes the next waiting job,
-   skipping expired ones (``on_expired: skip``) and those the head-drop policy drops, or
-   goes back to the free list.
+   starts it at once (a serverless pool may create one, paying a cold start); else it joins
+   the queue if there is room; else the overflow rule rejects it or evicts the oldest
+   waiting job. With no queue at all (capacity 0) and no environment, it is throttled;
+2. **serve** - the consumer's reusable completion event is scheduled after the cold start,
+   if any, plus the service time (slowed down, cut by the function timeout);
+3. **finish** - outcome ``completed`` if it ended by the deadline, else ``late`` (``failed``
+   if the attempt errored or timed out); the listener (router or client) is told; the
+   consumer takes the next waiting job, skipping expired ones (``on_expired: skip``) and
+   those the head-drop policy drops, or goes back to the pool.
 
 Speed (see the README): no SimPy process and no new event object per job. Each consumer
-slot owns one event re-armed for each job; handlers are closures over local names, because
+owns one event re-armed for each job; handlers are closures over local names, because
 attribute look-ups are the main cost of a Python event loop. The hot path reads SimPy's
 clock (``env._now``) and pushes ``(time, priority, id, event)`` tuples onto SimPy's own heap
 exactly as ``Environment.schedule`` does, without its method call (``tests/test_engine.py``
 pins that contract). Deadlines need no event: an expired job is recognised at the head.
+Features that are off cost one flag test each.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from heapq import heappush
 from itertools import count as counter
 
@@ -32,61 +36,80 @@ import simpy
 from simpy.events import NORMAL, Event
 
 from sim.aqm import Codel, FailAtScale, Proportional, Red, Uniforms
+from sim.consumers import Execution, FixedPool, Pool, ServerlessPool, Slot, make_pool
 from sim.queues import Queue, make_queue
-from sim.records import AQM, COMPLETED, DROPPED, EXPIRED, LATE, OVERFLOW, REJECTED, JobLog
+from sim.records import AQM, COMPLETED, DROPPED, EXPIRED, FAILED, LATE, OVERFLOW, REJECTED, THROTTLE, JobLog
 from sim.schema import CodelSpec, FailAtScaleSpec, ProportionalSpec, RedSpec, StageSpec
 
 Admit = Callable[[int, float], None]
 """Offer job ``job`` to a stage at time ``now``."""
 
 
-class Router:
-    """What a stage tells the rest of a multi-stage topology (single-stage runs have none)."""
+class Listener:
+    """Who hears how jobs end: the router of a multi-stage topology, or a retrying client."""
 
     def served(self, job: int, now: float) -> None:
         """The job finished service (completed or late)."""
         raise NotImplementedError
 
     def failed(self, job: int, outcome: int, now: float) -> None:
-        """The job left unserved (rejected, dropped, expired)."""
+        """The job left unserved or its processing failed (rejected, dropped, expired, failed...)."""
         raise NotImplementedError
-
-
-class Slot:
-    """A consumer: one job at a time, and one completion event re-armed for each."""
-
-    __slots__ = ("event", "job")
-
-    def __init__(self, env: simpy.Environment) -> None:
-        self.event = Event(env)
-        self.event._ok = True
-        self.event._value = self
-        self.job = -1
 
 
 @dataclass
 class Stage:
-    """A wired stage: ``admit`` takes jobs; the rest is for the end-of-run report."""
+    """A wired stage: ``admit`` takes jobs; the rest is for the end-of-run report.
+
+    ``waiting()`` and ``serving()`` count the jobs the stage holds (a broker counts every
+    message not yet deleted as waiting); ``priced`` says whether its consumers are billed
+    like Lambda.
+    """
 
     name: str
     concurrency: int
     admit: Admit
-    queue: Queue
-    free: list[Slot] = field(default_factory=list)
+    pool: Pool
+    waiting: Callable[[], int]
+    serving: Callable[[], int]
+    priced: bool = False
 
-    @property
-    def busy(self) -> int:
-        return self.concurrency - len(self.free)
+
+@dataclass(frozen=True)
+class StageStreams:
+    """The random streams a stage owns: early drops, cold starts, errors."""
+
+    aqm: np.random.Generator
+    cold_start: np.random.Generator
+    failure: np.random.Generator
 
 
 def wire_stage(env: simpy.Environment, spec: StageSpec, log: JobLog, *, levels: list[int],
-               producer_names: list[str], aqm_rng: np.random.Generator, router: Router | None) -> Stage:
-    """Build one stage's queue, consumers and event handlers; return its ``admit`` function."""
+               producer_names: list[str], streams: StageStreams, listener: Listener | None) -> Stage:
+    """Build one stage's queue, consumers and event handlers."""
+    pool = make_pool(env, spec.consumers, streams.cold_start)
+    execution = Execution(spec.consumers, streams.failure)
+    if spec.queue.delivery is not None:
+        from sim.delivery import wire_broker
+
+        return wire_broker(env, spec, log, pool=pool, execution=execution, listener=listener)
+    return _wire_queue(env, spec, log, pool=pool, execution=execution, levels=levels,
+                       producer_names=producer_names, aqm_rng=streams.aqm, listener=listener)
+
+
+def _wire_queue(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: Pool, execution: Execution,
+                levels: list[int], producer_names: list[str], aqm_rng: np.random.Generator,
+                listener: Listener | None) -> Stage:
     heap = env._queue
     next_id = env._eid
     assert isinstance(next_id, counter)
     arrival, deadline, service = log.arrival, log.deadline, log.service
     start, finish, outcome, reason, producer = log.start, log.finish, log.outcome, log.reason, log.producer
+    metered = log.metered
+    cold_starts, throttles, gb_seconds, invocations = log.cold_starts, log.throttles, log.gb_seconds, log.invocations
+    memory_gb = spec.consumers.memory_gb
+    extended = metered or isinstance(pool, ServerlessPool) or bool(execution.slowdowns) or \
+        execution.timeout is not None or execution.uniform is not None
 
     qspec = spec.queue
     limit = math.inf if qspec.capacity is None else qspec.capacity
@@ -102,8 +125,8 @@ def wire_stage(env: simpy.Environment, spec: StageSpec, log: JobLog, *, levels: 
         outcome[job] = code
         finish[job] = now
         reason[job] = why
-        if router is not None:
-            router.failed(job, code, now)
+        if listener is not None:
+            listener.failed(job, code, now)
 
     def drop_early(job: int, now: float) -> None:
         settle(job, DROPPED, now, AQM)
@@ -113,17 +136,27 @@ def wire_stage(env: simpy.Environment, spec: StageSpec, log: JobLog, *, levels: 
     pop: Callable[[], int] = queue.pop
     head_pop = head.pop if head is not None else None
 
-    concurrency = spec.consumers.concurrency
-    free = [Slot(env) for _ in range(concurrency)]
-    free.reverse()  # slot 0 is handed out first: easier to read in traces
+    fixed = isinstance(pool, FixedPool)
+    free = pool.free if fixed else []  # the fixed pool's free list, used directly on the hot path
     take_free = free.pop
+    serverless = pool if isinstance(pool, ServerlessPool) else None
+    scale_pending = False
 
-    def begin(slot: Slot, job: int, now: float) -> None:
+    def begin(slot: Slot, job: int, now: float, init: float = 0.0) -> None:
         start[job] = now
         slot.job = job
         event = slot.event
         event.callbacks = on_finish_callbacks  # SimPy iterates and drops it; reusing one list is safe
-        heappush(heap, (now + service[job], NORMAL, next(next_id), event))
+        if extended:
+            work, slot.reason = execution.run(service[job], now)
+            if metered:
+                if init:
+                    cold_starts[job] += 1
+                gb_seconds[job] += (init + work) * memory_gb
+                invocations[job] += 1
+            heappush(heap, (now + init + work, NORMAL, next(next_id), event))
+        else:
+            heappush(heap, (now + service[job], NORMAL, next(next_id), event))
 
     def take(now: float) -> int:
         """The next job to serve, or -1 when none is left."""
@@ -146,38 +179,87 @@ def wire_stage(env: simpy.Environment, spec: StageSpec, log: JobLog, *, levels: 
         now: float = env._now
         job = slot.job
         finish[job] = now
-        outcome[job] = COMPLETED if now <= deadline[job] else LATE
-        if router is not None:
-            router.served(job, now)
+        if extended and slot.reason:
+            outcome[job] = FAILED
+            reason[job] = slot.reason
+            if listener is not None:
+                listener.failed(job, FAILED, now)
+        else:
+            outcome[job] = COMPLETED if now <= deadline[job] else LATE
+            if listener is not None:
+                listener.served(job, now)
         waiting = take(now)
         if waiting >= 0:
             begin(slot, waiting, now)
-        else:
+        elif fixed:
             free.append(slot)
+        else:
+            pool.release(slot, now)
 
     on_finish_callbacks: list[Callable[[Event], None]] = [on_finish]
 
+    def on_allowance(event: Event) -> None:
+        """The scaling allowance has refilled: start environments for waiting jobs."""
+        nonlocal scale_pending
+        scale_pending = False
+        now: float = env._now
+        assert serverless is not None
+        while queue:
+            acquired = serverless.acquire(now)
+            if acquired is None:
+                break
+            job = take(now)
+            if job < 0:
+                serverless.release(acquired[0], now)
+                return
+            begin(acquired[0], job, now, acquired[1])
+        request_allowance(now)
+
+    def request_allowance(now: float) -> None:
+        """Wake up when a new environment may be created, if jobs are waiting for one."""
+        nonlocal scale_pending
+        if serverless is None or scale_pending or not queue or not serverless.can_grow():
+            return
+        scale_pending = True
+        event = Event(env)
+        event._ok = True
+        event.callbacks = [on_allowance]
+        heappush(heap, (serverless.next_allowance(now), NORMAL, next(next_id), event))
+
     def admit(job: int, now: float) -> None:
-        if early_drop is not None and early_drop(producer[job], len(queue), not free):
+        if early_drop is not None and early_drop(producer[job], len(queue), not (free or pool.free)):
             settle(job, DROPPED, now, AQM)
         elif free:
             begin(take_free(), job, now)
+        elif serverless is not None and (acquired := serverless.acquire(now)) is not None:
+            begin(acquired[0], job, now, acquired[1])
         elif len(queue) < limit:
             if note_push is not None:
                 note_push(now)
             push(job)
+            if serverless is not None:
+                request_allowance(now)
         elif drop_oldest and queue:
             settle(evict(), DROPPED, now, OVERFLOW)
             push(job)
+        elif serverless is not None and limit == 0:
+            if metered:
+                throttles[job] += 1
+            settle(job, REJECTED, now, THROTTLE)  # a direct invocation finding no environment: HTTP 429
         else:
             settle(job, REJECTED, now)
 
-    return Stage(spec.name, concurrency, admit, queue, free)
+    return Stage(spec.name, spec.consumers.concurrency, admit, pool, queue.__len__, lambda: pool.busy,
+                 spec.consumers.priced)
 
 
-def _aqm(spec: RedSpec | ProportionalSpec | CodelSpec | FailAtScaleSpec | None, queue: Queue, arrival: Sequence[float],
-         drop: Callable[[int, float], None], producer_names: list[str], rng: np.random.Generator,
-         capacity: int | None) -> tuple[Red | Proportional | None, Codel | FailAtScale | None]:
+EarlyDrop = Red | Proportional
+HeadDrop = Codel | FailAtScale
+
+
+def _aqm(spec: RedSpec | ProportionalSpec | CodelSpec | FailAtScaleSpec | None, queue: Queue,
+         arrival: Sequence[float], drop: Callable[[int, float], None], producer_names: list[str],
+         rng: np.random.Generator, capacity: int | None) -> tuple[EarlyDrop | None, HeadDrop | None]:
     """The stage's early-drop (on arrival) and head-drop (at dequeue) policies, if any."""
     if spec is None:
         return None, None

@@ -1,0 +1,239 @@
+"""Broker delivery: an SQS-like queue read by Lambda-like pollers (``domain.md`` section 4).
+
+At-least-once semantics, event by event:
+
+- **send** - the message becomes visible (a full bounded queue rejects it);
+- **receive** - a poller takes up to ``batch.size`` visible messages (waiting up to
+  ``batch.window`` to fill a batch). Each receive counts; a message past ``retention`` is
+  deleted unprocessed, one received more than ``max_receives`` times goes to the dead-letter
+  queue, an expired one is discarded with ``on_expired: skip``. The batch is hidden for
+  ``visibility_timeout``;
+- **invoke** - the batch runs in one environment (``Σ`` of its messages' service times after
+  any cold start). No environment -> throttled: the messages come back when their
+  visibility timeout ends. The function timeout fails the whole batch; an error fails the
+  whole batch unless ``partial_failures`` (ReportBatchItemFailures) returns only the failed;
+- **delete** - messages processed successfully are deleted; failed ones reappear when the
+  visibility timeout ends. If processing outlives the visibility timeout, the message
+  reappears while still running and can be received and processed again: each extra
+  successful processing is a duplicate.
+
+Pollers (the event source mapping's concurrent batches) start at ``pollers.initial`` when
+the first message arrives and grow by ``pollers.rate`` up to ``pollers.max``; they do not see
+the function's concurrency, so they can pull more than it may run. Retention is applied
+when a message would be received. Visibility timeouts cost one event per batch, not per
+message.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from heapq import heappush
+
+import simpy
+from simpy.events import NORMAL, Event
+
+from sim.consumers import Execution, Pool, Slot
+from sim.delivery_specs import BatchSpec, PollersSpec
+from sim.records import (
+    COMPLETED,
+    DEAD_LETTERED,
+    DROPPED,
+    ERROR,
+    EXPIRED,
+    IN_SYSTEM,
+    LATE,
+    NO_REASON,
+    REJECTED,
+    RETENTION,
+    TIMEOUT,
+    JobLog,
+)
+from sim.schema import StageSpec
+from sim.stage import Listener, Stage
+
+
+class Broker:
+    """The visible messages and those in flight; what the end-of-run report needs."""
+
+    def __init__(self) -> None:
+        self.visible: deque[int] = deque()
+        self.in_flight: dict[int, int] = {}
+        """Message -> receipt (batch id) of its latest receive, while hidden."""
+        self.processing: dict[int, list[int]] = {}
+        """Batch id -> messages, while an invocation runs them."""
+
+    def held(self, outcome: object) -> int:
+        """Distinct messages still in the broker or being processed."""
+        jobs = {job for job in self.visible if outcome[job] == IN_SYSTEM}  # type: ignore[index]
+        jobs.update(self.in_flight)
+        for batch in self.processing.values():
+            jobs.update(job for job in batch if outcome[job] == IN_SYSTEM)  # type: ignore[index]
+        return len(jobs)
+
+    def __len__(self) -> int:
+        return len(self.visible)
+
+
+def wire_broker(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: Pool, execution: Execution,
+                listener: Listener | None) -> Stage:
+    """Build a stage whose consumers are fed by broker delivery; return it with ``admit`` = send."""
+    heap, next_id = env._queue, env._eid
+    arrival, deadline, service = log.arrival, log.deadline, log.service
+    start, finish, outcome, reason = log.start, log.finish, log.outcome, log.reason
+    receives, throttles, cold_starts, duplicates = log.receives, log.throttles, log.cold_starts, log.duplicates
+    gb_seconds, invocations, sqs_requests = log.gb_seconds, log.invocations, log.sqs_requests
+    delivery = spec.queue.delivery
+    assert delivery is not None
+    pollers = spec.queue.pollers or PollersSpec()
+    batch = spec.consumers.batch or BatchSpec()
+    capacity = math.inf if spec.queue.capacity is None else spec.queue.capacity
+    skip_expired = spec.queue.on_expired == "skip"
+    memory_gb = spec.consumers.memory_gb
+    broker = Broker()
+    visible, in_flight = broker.visible, broker.in_flight
+    receipts = iter(range(1, 2**62))
+    state = {"active": 0, "first": math.nan, "window": False, "growth": False}
+
+    def at(time: float, callback: Callable[[Event], None], value: object = None) -> None:
+        event = Event(env)
+        event._ok = True
+        event._value = value
+        event.callbacks = [callback]
+        heappush(heap, (time, NORMAL, next(next_id), event))
+
+    def settle(job: int, code: int, now: float, why: int = NO_REASON) -> None:
+        outcome[job] = code
+        finish[job] = now
+        reason[job] = why
+        in_flight.pop(job, None)
+        if listener is not None:
+            listener.failed(job, code, now)
+
+    def allowed(now: float) -> int:
+        grown = int((now - state["first"]) * pollers.rate + 1e-9)
+        return min(pollers.max, pollers.initial + grown)
+
+    def poll(now: float, force: bool = False) -> None:
+        """Start receives while messages are visible and pollers are free."""
+        while visible and state["active"] < allowed(now):
+            if batch.window > 0 and len(visible) < batch.size and not force:
+                if not state["window"]:
+                    state["window"] = True
+                    at(now + batch.window, on_window)
+                return
+            if not receive(now):
+                continue
+        if visible and state["active"] >= allowed(now) < pollers.max and not state["growth"]:
+            state["growth"] = True
+            grown = allowed(now) - pollers.initial + 1
+            at(state["first"] + grown / pollers.rate, on_growth)
+
+    def receive(now: float) -> bool:
+        """One ReceiveMessage call; False if every message taken had to be discarded."""
+        taken: list[int] = []
+        receipt = next(receipts)
+        while visible and len(taken) < batch.size:
+            job = visible.popleft()
+            if outcome[job] != IN_SYSTEM:
+                continue  # completed by an earlier delivery while it was visible again
+            if now - arrival[job] > delivery.retention:
+                settle(job, DROPPED, now, RETENTION)
+                continue
+            receives[job] += 1
+            if delivery.max_receives is not None and receives[job] > delivery.max_receives:
+                settle(job, DEAD_LETTERED, now)
+                continue
+            if skip_expired and deadline[job] < now:
+                settle(job, EXPIRED, now)
+                continue
+            in_flight[job] = receipt
+            taken.append(job)
+        if not taken:
+            return False
+        for job in taken:
+            sqs_requests[job] += 1 / len(taken)
+        at(now + delivery.visibility_timeout, on_visibility, (receipt, taken))
+        acquired = pool.acquire(now)
+        if acquired is None:
+            for job in taken:
+                throttles[job] += 1  # the invocation is throttled; the batch returns after the timeout
+            return True
+        invoke(acquired[0], acquired[1], receipt, taken, now)
+        return True
+
+    def invoke(slot: Slot, init: float, receipt: int, taken: list[int], now: float) -> None:
+        state["active"] += 1
+        total = 0.0
+        failures = []
+        for job in taken:
+            work, errors = execution.work(service[job], now)
+            total += work
+            failures.append(ERROR if errors else NO_REASON)
+            if math.isnan(start[job]):
+                start[job] = now
+        if execution.timeout is not None and total > execution.timeout:
+            total = execution.timeout
+            failures = [TIMEOUT] * len(taken)
+        elif any(failures) and not batch.partial_failures:
+            failures = [ERROR] * len(taken)
+        if init:
+            cold_starts[taken[0]] += 1
+        for job in taken:
+            gb_seconds[job] += (init + total) * memory_gb / len(taken)
+            invocations[job] += 1 / len(taken)
+        slot.batch, slot.failures, slot.job = taken, failures, receipt
+        broker.processing[receipt] = taken
+        slot.event.callbacks = [on_invocation_done]
+        heappush(heap, (now + init + total, NORMAL, next(next_id), slot.event))
+
+    def on_invocation_done(event: Event) -> None:
+        slot: Slot = event._value
+        now: float = env._now
+        broker.processing.pop(slot.job, None)
+        succeeded = [job for job, why in zip(slot.batch, slot.failures, strict=True) if not why]
+        for job in succeeded:
+            if outcome[job] == IN_SYSTEM:
+                outcome[job] = COMPLETED if now <= deadline[job] else LATE
+                finish[job] = now
+                in_flight.pop(job, None)
+                if listener is not None:
+                    listener.served(job, now)
+            else:
+                duplicates[job] += 1
+            sqs_requests[job] += 1 / len(succeeded)  # one DeleteMessageBatch call
+        slot.batch, slot.failures = [], []
+        pool.release(slot, now)
+        state["active"] -= 1
+        poll(now)
+
+    def on_visibility(event: Event) -> None:
+        receipt, taken = event._value
+        now: float = env._now
+        for job in taken:
+            if outcome[job] == IN_SYSTEM and in_flight.get(job) == receipt:
+                del in_flight[job]
+                visible.append(job)
+        poll(now)
+
+    def on_window(event: Event) -> None:
+        state["window"] = False
+        poll(env._now, force=True)
+
+    def on_growth(event: Event) -> None:
+        state["growth"] = False
+        poll(env._now)
+
+    def send(job: int, now: float) -> None:
+        sqs_requests[job] += 1  # SendMessage
+        if len(visible) + len(in_flight) >= capacity:
+            settle(job, REJECTED, now)
+            return
+        if math.isnan(state["first"]):
+            state["first"] = now
+        visible.append(job)
+        poll(now)
+
+    return Stage(spec.name, spec.consumers.concurrency, send, pool, lambda: broker.held(outcome), lambda: 0,
+                 spec.consumers.priced)
