@@ -109,8 +109,9 @@ class _ProgressBar:
         from tqdm import tqdm
 
         self._bar = tqdm(total=1, delay=delay, leave=False, file=sys.stderr, unit="run",
-                         bar_format="{percentage:3.0f}%|{bar}| {desc} [{elapsed}<{remaining}]")
+                         bar_format="{percentage:3.0f}%|{bar}| {desc} [{elapsed}<{remaining}, {rate_fmt}]")
         self.what = what
+        self.runner: Runner | None = None
         self.done = 0
         self.known = 1
         self._horizons: dict[int, float] = {}
@@ -121,7 +122,11 @@ class _ProgressBar:
 
     def _show(self, position: float, extra: str) -> None:
         self._bar.total = self.known
-        self._bar.set_description_str(f"{self.done}/{self.known} runs{self.what}{extra}", refresh=False)
+        points = ""
+        if self.runner is not None and self.what:
+            done, asked = self.runner.points
+            points = f", {done}/{asked} {self.what}"
+        self._bar.set_description_str(f"{self.done}/{self.known} runs{points}{extra}", refresh=False)
         self._bar.update(min(position, float(self.known)) - self._bar.n)  # draws only after the delay
 
     def within(self, task: Task, now: float) -> None:
@@ -179,6 +184,8 @@ def _execute(args: argparse.Namespace, out: Path, runs: int, many: bool, seed: i
     try:
         with _executor(args, runs, many, bar) as executor:
             runner = Runner(executor, seed, cache, progress=bar)
+            if bar is not None:
+                bar.runner = runner
             return work(runner)
     except KeyboardInterrupt:
         finished = 0 if runner is None else runner.computed + runner.cached
@@ -210,7 +217,7 @@ def _run(args: argparse.Namespace) -> int:
     many = len(experiment.points) > 1
     cached = many or experiment.precision is not None or runs > 1
     began = time.perf_counter()
-    what = f" of {len(experiment.points)} points" if many else ""
+    what = "points" if many else ""
     result = _execute(args, out, runs, many, experiment.base.seed, cached,
                       lambda runner: (run_experiment(experiment, runner, replications), runner), what)
     result, runner = result
@@ -277,8 +284,7 @@ def _compare(args: argparse.Namespace) -> int:
     out = _out(args, arms.name)
     began = time.perf_counter()
     comparison = _execute(args, out, len(arms.points) * replications, True, first.seed, True,
-                          lambda runner: compare.compare(arms, runner, replications),
-                          f" of {len(arms.points)} scenarios")
+                          lambda runner: compare.compare(arms, runner, replications), "scenarios")
     wall_time = time.perf_counter() - began
     _written(out, lambda: report.write_comparison(comparison, out, wall_time=wall_time, figures=not args.no_figures))
     if args.json:
@@ -321,7 +327,7 @@ def _plan(args: argparse.Namespace) -> int:
     def work(runner: Runner) -> Any:
         return Planner(experiment, plan_spec, runner).search()
 
-    plan = _execute(args, out, 10**6, True, experiment.base.seed, True, work, " (bisection)")
+    plan = _execute(args, out, 10**6, True, experiment.base.seed, True, work, "probes")
     wall_time = time.perf_counter() - began
     _written(out, lambda: report.write_plan(plan, out, wall_time=wall_time, figures=not args.no_figures))
     if args.json:

@@ -144,7 +144,14 @@ class Runner:
         self.computed = 0
         self.cached = 0
         self.known = 0
+        self._wanted: dict[int, int] = {}
         self._digests: dict[int, str] = {}
+
+    @property
+    def points(self) -> tuple[int, int]:
+        """(points with every replication asked for so far, points asked for): for a progress bar."""
+        done = sum(1 for point, count in self._wanted.items() if all((point, r) in self.outcomes for r in range(count)))
+        return done, len(self._wanted)
 
     def _key(self, point: Point, replication: int) -> str:
         digest = self._digests.get(id(point.scenario))
@@ -158,6 +165,7 @@ class Runner:
         tasks = []
         for point in points:
             count = replications if isinstance(replications, int) else replications[point.index]
+            self._wanted[point.index] = max(count, self._wanted.get(point.index, 0))
             for replication in range(count):
                 if (point.index, replication) in self.outcomes:
                     continue

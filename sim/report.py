@@ -212,7 +212,7 @@ def write_sweep(result: SweepResult, out: Path, *, wall_time: float, figures: bo
         produced = [Path(n) for n in ("summary.csv", "timeseries.csv", "requests.csv.gz", "manifest.json")]
         saved = _save(sweep_figures(result, x), folder) if figures else {}
         table = sweep_table(result)
-        sections = [("Curves summary", _markdown_table(table), html.table(table, formatted=False)),
+        sections = [("Points", _markdown_table(table), html.table(table, formatted=False)),
                     _scenario_section(experiment.raw, {"sweep": experiment.sweep})]
         meta = (f"sweep of {len(result.points)} points, seed {result.seed}, {result.executor}; "
                 f"{result.computed} runs computed, {result.cached} from the cache")
