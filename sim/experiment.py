@@ -145,7 +145,7 @@ class Runner:
         self.cached = 0
         self.known = 0
         self._wanted: dict[int, int] = {}
-        self._digests: dict[int, str] = {}
+        self._digests: dict[int, tuple[Scenario, str]] = {}
 
     @property
     def points(self) -> tuple[int, int]:
@@ -154,10 +154,12 @@ class Runner:
         return done, len(self._wanted)
 
     def _key(self, point: Point, replication: int) -> str:
-        digest = self._digests.get(id(point.scenario))
-        if digest is None:
-            digest = self._digests[id(point.scenario)] = scenario_digest(point.scenario)
-        return run_key(digest, self.seed, replication)
+        # Hashing a scenario (and its data files) once per point, not once per replication; the
+        # scenario is kept with its digest so its id cannot be reused by another object.
+        found = self._digests.get(id(point.scenario))
+        if found is None:
+            found = self._digests[id(point.scenario)] = (point.scenario, scenario_digest(point.scenario))
+        return run_key(found[1], self.seed, replication)
 
     def ensure(self, points: Sequence[Point], replications: int | dict[int, int]) -> None:
         """Make sure each point has replications ``0..n-1`` (``n`` per point index, or the same for all)."""

@@ -72,7 +72,7 @@ def manifest(result: Result, seed: int, wall_time: float, executor: str = "in-pr
         "executor": executor,
     }
     if scenario.warmup == "auto":
-        found["warmup_seconds_per_replication"] = result.warmups
+        found["warmup_seconds"] = result.warmups  # per replication, as MSER-5 chose
     return _common(wall_time, **found)
 
 

@@ -118,6 +118,11 @@ def value_at(data: Any, path: str) -> Any:
     return node
 
 
+def _scalar(value: Any) -> Any:
+    """A swept value fit for a table column: a mapping or list (a distribution) becomes its YAML text."""
+    return _text(value) if isinstance(value, dict | list) else value
+
+
 def parse_sweep_option(text: str) -> tuple[str, list[Any]]:
     """``key.path=v1,v2,...`` (``--sweep``) into the path and its values, each read as YAML like ``--set``."""
     path, equals, raw = text.partition("=")
@@ -135,7 +140,7 @@ def build_point(
     data = apply_overrides(raw, overrides, where=where)
     scenario = scenario_from_dict(data, base_dir=base_dir, source=source, where=where)
     dumped = scenario.model_dump(mode="json")
-    values = {key: value_at(dumped, key) for key in overrides}
+    values = {key: _scalar(value_at(dumped, key)) for key in overrides}
     return Point(index=index, overrides=dict(overrides), values=values, scenario=scenario)
 
 
