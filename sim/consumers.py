@@ -29,6 +29,8 @@ from sim.records import ERROR, NO_REASON, TIMEOUT
 from sim.schema import ConsumersSpec
 
 BLOCK = 4096
+TOKEN_SLACK = 1e-9
+"""Refilling ``(1 - tokens) / rate`` seconds later can leave ``tokens`` a rounding error below 1."""
 
 
 class Slot:
@@ -58,9 +60,9 @@ class FixedPool:
         self.free = [Slot(env) for _ in range(concurrency)]
         self.free.reverse()  # slot 0 is handed out first: easier to read in traces
 
-    def acquire(self, now: float) -> tuple[Slot, float] | None:
-        """A free slot and its start-up delay (always 0 here), or None."""
-        return (self.free.pop(), 0.0) if self.free else None
+    def acquire(self, now: float) -> tuple[Slot, float, bool] | None:
+        """A free slot, its start-up delay and whether it is new (always 0 and False here), or None."""
+        return (self.free.pop(), 0.0, False) if self.free else None
 
     def release(self, slot: Slot, now: float) -> None:
         self.free.append(slot)
@@ -131,20 +133,20 @@ class ServerlessPool:
         self._cold_next += 1
         return value
 
-    def acquire(self, now: float) -> tuple[Slot, float] | None:
+    def acquire(self, now: float) -> tuple[Slot, float, bool] | None:
         """A warm environment (no delay), or a new one with its cold start, or None: throttled."""
         self.reclaim_stale(now)
         if self.free:
-            return self.free.pop(), 0.0
+            return self.free.pop(), 0.0, False
         if self.count >= self.cap:
             return None
         self._refill(now)
-        if self.tokens < 1:
+        if self.tokens < 1 - TOKEN_SLACK:
             return None
         self.tokens -= 1
         self.count += 1
         self.created.append(now)
-        return Slot(self.env), self._cold_start()
+        return Slot(self.env), self._cold_start(), True
 
     def release(self, slot: Slot, now: float) -> None:
         slot.free_since = now
@@ -155,9 +157,9 @@ class ServerlessPool:
         return self.count < self.cap
 
     def next_allowance(self, now: float) -> float:
-        """When the scaling allowance next has a whole environment to give."""
+        """When the scaling allowance next has a whole environment to give (strictly later than now)."""
         self._refill(now)
-        return now + max(0.0, (1.0 - self.tokens) / self.rate)
+        return max(now + (1.0 - self.tokens) / self.rate, math.nextafter(now, math.inf))
 
     def lifetimes(self, end: float) -> tuple[list[float], list[float]]:
         """Creation and reclaim times of every environment (NaN: alive at the end)."""

@@ -94,7 +94,7 @@ def wire_broker(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
     broker = Broker()
     visible, in_flight = broker.visible, broker.in_flight
     receipts = iter(range(1, 2**62))
-    state = {"active": 0, "first": math.nan, "window": False, "growth": False}
+    state = {"active": 0, "first": math.nan, "window": False, "growth": False, "last": 0.0}
 
     def at(time: float, callback: Callable[[Event], None], value: object = None) -> None:
         event = Event(env)
@@ -160,10 +160,10 @@ def wire_broker(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
             for job in taken:
                 throttles[job] += 1  # the invocation is throttled; the batch returns after the timeout
             return True
-        invoke(acquired[0], acquired[1], receipt, taken, now)
+        invoke(acquired[0], acquired[1], acquired[2], receipt, taken, now)
         return True
 
-    def invoke(slot: Slot, init: float, receipt: int, taken: list[int], now: float) -> None:
+    def invoke(slot: Slot, init: float, cold: bool, receipt: int, taken: list[int], now: float) -> None:
         state["active"] += 1
         total = 0.0
         failures = []
@@ -178,7 +178,7 @@ def wire_broker(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
             failures = [TIMEOUT] * len(taken)
         elif any(failures) and not batch.partial_failures:
             failures = [ERROR] * len(taken)
-        if init:
+        if cold:
             cold_starts[taken[0]] += 1
         for job in taken:
             gb_seconds[job] += (init + total) * memory_gb / len(taken)
@@ -204,6 +204,7 @@ def wire_broker(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
                 duplicates[job] += 1
             sqs_requests[job] += 1 / len(succeeded)  # one DeleteMessageBatch call
         slot.batch, slot.failures = [], []
+        state["last"] = now
         pool.release(slot, now)
         state["active"] -= 1
         poll(now)
@@ -236,4 +237,4 @@ def wire_broker(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
         poll(now)
 
     return Stage(spec.name, spec.consumers.concurrency, send, pool, lambda: broker.held(outcome), lambda: 0,
-                 spec.consumers.priced)
+                 spec.consumers.priced, lambda: float(state["last"]))

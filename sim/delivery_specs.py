@@ -136,7 +136,7 @@ class CostSpec(Strict):
 
 
 def check_timeout_retry(retry: RetrySpec | None, timeout: object, where: tuple[str | int, ...]) -> None:
-    """Retrying on timeout needs a timeout to expire."""
-    if retry is not None and "timeout" in retry.on and timeout is None:
+    """Asking to retry on timeout needs a timeout to expire (the default ``on`` just skips it)."""
+    if retry is not None and "on" in retry.model_fields_set and "timeout" in retry.on and timeout is None:
         raise FieldError("retrying on timeout needs the producer's timeout (e.g. timeout: 3s); set it or "
                          "remove timeout from retry.on", (*where, "timeout"), MISSING)

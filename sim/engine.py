@@ -182,6 +182,8 @@ def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: Progre
 
     _run(env, scenario.until, horizon, progress)
 
+    queued_at_end = sum(stage.waiting() for stage in stages)  # before the log is frozen (and emptied)
+    busy_at_end = sum(stage.serving() for stage in stages)
     job_columns = jobs.freeze(job_count())
     if tracker is not None:
         columns = tracker.requests.freeze(tracker.request_count, job_columns)
@@ -190,15 +192,16 @@ def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: Progre
     if scenario.until is not None:
         end_time = scenario.until
     elif len(columns):
-        end_time = float(max(np.nanmax(job_columns.arrival), np.nanmax(job_columns.finish, initial=0.0)))
+        end_time = float(max(np.nanmax(job_columns.arrival), np.nanmax(job_columns.finish, initial=0.0),
+                             *(stage.last_activity() for stage in stages)))
     else:
         end_time = 0.0
     return RunRecords(
         columns=columns,
         jobs=job_columns,
         end_time=end_time,
-        queued_at_end=sum(stage.waiting() for stage in stages),
-        busy_at_end=sum(stage.serving() for stage in stages),
+        queued_at_end=queued_at_end,
+        busy_at_end=busy_at_end,
         concurrency=sum(stage.concurrency for stage in stages),
         wall_time=time.perf_counter() - wall_start,
         stage_names=tuple(stage.name for stage in stages),

@@ -199,8 +199,15 @@ def timeseries(records: RunRecords, bucket: float, intervals: Intervals | None =
         "busy": intervals.service().bucket_averages(edges, end),
         "in_system": intervals.system().bucket_averages(edges, end),
     }
+    jobs = records.jobs
+    if records.columns is not jobs and len(records.stage_names) == 1:
+        columns["attempts"] = counted(jobs.arrival)  # with retries: every try, next to arrivals
+    if jobs.usage is not None:
+        columns["cold_starts"] = counted(jobs.start[jobs.usage.cold_starts > 0])
+        columns["duplicates"] = counted(jobs.finish[jobs.usage.duplicates > 0])
+    if records.environments:
+        columns["provisioned"] = _provisioned(records).bucket_averages(edges, end)
     if len(records.stage_names) > 1:
-        jobs = records.jobs
         lost = (jobs.outcome == REJECTED) | (jobs.outcome == DROPPED) | (jobs.outcome == EXPIRED)
         job_served = (jobs.outcome == COMPLETED) | (jobs.outcome == LATE)
         for index, name in enumerate(records.stage_names):
@@ -213,6 +220,13 @@ def timeseries(records: RunRecords, bucket: float, intervals: Intervals | None =
     frame = pd.DataFrame(columns)
     frame.attrs["bucket"] = width
     return frame
+
+
+def _provisioned(records: RunRecords) -> StepFunction:
+    """Execution environments alive over time, all stages (warm or busy)."""
+    created = np.concatenate([np.asarray(c, dtype=float) for c, _ in records.environments])
+    reclaimed = np.concatenate([np.asarray(r, dtype=float) for _, r in records.environments])
+    return StepFunction(created, np.where(np.isnan(reclaimed), records.end_time, reclaimed))
 
 
 def _percentiles(values: Floats, percentiles: tuple[float, ...]) -> list[float]:

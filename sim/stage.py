@@ -73,6 +73,8 @@ class Stage:
     waiting: Callable[[], int]
     serving: Callable[[], int]
     priced: bool = False
+    last_activity: Callable[[], float] = lambda: 0.0
+    """When work last ended that no job record shows (a duplicate processing in a broker)."""
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,7 @@ def _wire_queue(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
     serverless = pool if isinstance(pool, ServerlessPool) else None
     scale_pending = False
 
-    def begin(slot: Slot, job: int, now: float, init: float = 0.0) -> None:
+    def begin(slot: Slot, job: int, now: float, init: float = 0.0, cold: bool = False) -> None:
         start[job] = now
         slot.job = job
         event = slot.event
@@ -150,7 +152,7 @@ def _wire_queue(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
         if extended:
             work, slot.reason = execution.run(service[job], now)
             if metered:
-                if init:
+                if cold:
                     cold_starts[job] += 1
                 gb_seconds[job] += (init + work) * memory_gb
                 invocations[job] += 1
@@ -212,7 +214,7 @@ def _wire_queue(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
             if job < 0:
                 serverless.release(acquired[0], now)
                 return
-            begin(acquired[0], job, now, acquired[1])
+            begin(acquired[0], job, now, acquired[1], acquired[2])
         request_allowance(now)
 
     def request_allowance(now: float) -> None:
@@ -232,7 +234,7 @@ def _wire_queue(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
         elif free:
             begin(take_free(), job, now)
         elif serverless is not None and (acquired := serverless.acquire(now)) is not None:
-            begin(acquired[0], job, now, acquired[1])
+            begin(acquired[0], job, now, acquired[1], acquired[2])
         elif len(queue) < limit:
             if note_push is not None:
                 note_push(now)

@@ -244,3 +244,78 @@ def test_same_seed_gives_identical_records(data: dict[str, Any]) -> None:
     second = sim.run(scenario).runs[0].records.columns
     for name in ("arrival", "start", "finish", "deadline", "service", "outcome", "producer"):
         np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
+
+
+@st.composite
+def cloud_scenarios(draw: st.DrawFn) -> dict[str, Any]:
+    """Serverless consumers, broker delivery with failures and redelivery, retrying clients."""
+    brokered = draw(st.booleans())
+    consumers: dict[str, Any] = {"concurrency": draw(st.integers(1, 4)), "service": draw(services)}
+    if draw(st.booleans()):
+        consumers["scaling"] = {"rate": draw(st.floats(0.5, 20.0)), "burst": draw(st.integers(1, 4)),
+                                "initial": draw(st.integers(0, 1)), "idle_timeout": draw(st.floats(0.1, 5.0)),
+                                "cold_start": {"dist": "constant", "value": draw(st.floats(0.0, 0.5))}}
+    if draw(st.booleans()):
+        consumers["failure"] = {"probability": draw(st.floats(0.0, 0.6))}
+    if draw(st.booleans()):
+        consumers["timeout"] = draw(st.floats(0.05, 2.0))
+    if draw(st.booleans()):
+        consumers["slowdowns"] = [{"start": 0.5, "end": 2.0, "factor": draw(st.floats(0.5, 4.0))}]
+    queue: dict[str, Any] = {"capacity": draw(st.one_of(st.just("unbounded"), st.integers(0, 6))),
+                             "on_expired": draw(st.sampled_from(["serve", "skip"]))}
+    if brokered:
+        queue["capacity"] = draw(st.one_of(st.just("unbounded"), st.integers(1, 20)))
+        queue["delivery"] = {"visibility_timeout": draw(st.floats(0.05, 3.0)),
+                             "max_receives": draw(st.one_of(st.none(), st.integers(1, 4)))}
+        queue["pollers"] = {"initial": draw(st.integers(1, 3)), "rate": draw(st.floats(0.5, 5.0)),
+                            "max": draw(st.integers(3, 6))}
+        consumers["batch"] = {"size": draw(st.integers(1, 4)), "window": draw(st.sampled_from([0.0, 0.05])),
+                              "partial_failures": draw(st.booleans())}
+    producer: dict[str, Any] = {"name": "p0", "arrivals": draw(arrival_processes)}
+    if draw(st.booleans()):
+        producer["timeout"] = draw(st.floats(0.1, 5.0))
+    if draw(st.booleans()):
+        producer["retry"] = {"attempts": draw(st.integers(1, 4)), "base": draw(st.floats(0.01, 0.5)),
+                             "jitter": draw(st.sampled_from(["none", "full", "equal", "decorrelated"])),
+                             "on": draw(st.lists(st.sampled_from(["rejected", "failed", "dropped", "timeout"]),
+                                                 min_size=1, unique=True))}
+        if "timeout" not in producer:
+            producer["retry"]["on"] = [kind for kind in producer["retry"]["on"] if kind != "timeout"] or ["rejected"]
+        if draw(st.booleans()):
+            producer["retry"]["budget"] = {"tokens": draw(st.integers(1, 20)), "cost": draw(st.integers(0, 5))}
+    scenario: dict[str, Any] = {"name": "cloud", "seed": draw(st.integers(0, 2**16)), "producers": [producer],
+                                "queue": queue, "consumers": consumers}
+    if draw(st.booleans()) or brokered:
+        scenario["until"] = draw(st.floats(1.0, 30.0))  # a message that always fails would never leave
+    return scenario
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cloud_scenarios())
+def test_requests_are_conserved_with_retries_redelivery_and_scaling(data: dict[str, Any]) -> None:
+    scenario = sim.scenario_from_dict(data)
+    result = sim.run(scenario)
+    records = result.runs[0].records
+    requests, jobs = records.columns, records.jobs
+    row = result.summary.iloc[0]
+    outcomes = ["completed", "late", "expired", "rejected", "dropped", "failed", "dead_lettered", "in_system"]
+    assert sum(int(row[o]) for o in outcomes) == row["offered"] == len(requests)
+    assert row["attempts"] == len(jobs)
+    # Every job still in the system at the end is held by the stage (queued, in flight or running).
+    assert np.count_nonzero(jobs.outcome == IN_SYSTEM) == records.queued_at_end + records.busy_at_end
+    # A request is completed only by an attempt that finished in time; a resolved one has a finish time.
+    completed = requests.outcome == COMPLETED
+    assert np.all(requests.finish[completed] >= requests.arrival[completed])
+    assert np.all(np.isnan(requests.finish) <= (requests.outcome == IN_SYSTEM))
+    # Usage is consistent: receives only with a broker; no more cold starts than environments created.
+    if jobs.usage is None:
+        assert len(jobs) == len(requests)
+        return
+    if scenario.queue is not None and scenario.queue.delivery is None:
+        assert not jobs.usage.receives.any()
+    created, _ = records.environments[0]
+    assert int(jobs.usage.cold_starts.sum()) <= len(created)
+    if scenario.producers[0].retry is None:
+        assert len(jobs) == len(requests)
+    else:
+        assert int(jobs.usage.attempt.max(initial=0)) < scenario.producers[0].retry.attempts
