@@ -185,22 +185,24 @@ class Execution:
     configured, so the random stream stays aligned whatever else changes.
     """
 
-    def __init__(self, spec: ConsumersSpec, rng: np.random.Generator) -> None:
+    def __init__(self, spec: ConsumersSpec, rng: np.random.Generator, producer_failure: list[float]) -> None:
         self.slowdowns = [(s.start, s.end, s.factor) for s in spec.slowdowns]
         self.timeout = spec.timeout
-        self.failure = spec.failure.probability if spec.failure is not None else 0.0
-        self.uniform: Callable[[], float] | None = Uniforms(rng) if self.failure > 0 else None
+        own = spec.failure.probability if spec.failure is not None else 0.0
+        # A request fails if the consumer errs or its own payload does (independently).
+        self.failure = [1 - (1 - own) * (1 - theirs) for theirs in producer_failure]
+        self.uniform: Callable[[], float] | None = Uniforms(rng) if any(self.failure) else None
 
-    def work(self, service: float, now: float) -> tuple[float, bool]:
+    def work(self, service: float, now: float, producer: int) -> tuple[float, bool]:
         """Seconds of work started at ``now`` (slowdowns applied) and whether it errors."""
         for start, end, factor in self.slowdowns:
             if start <= now < end:
                 service *= factor
-        return service, self.uniform is not None and self.uniform() < self.failure
+        return service, self.uniform is not None and self.uniform() < self.failure[producer]
 
-    def run(self, service: float, now: float) -> tuple[float, int]:
+    def run(self, service: float, now: float, producer: int) -> tuple[float, int]:
         """Seconds one job occupies its environment, and its failure reason (0: none)."""
-        work, errors = self.work(service, now)
+        work, errors = self.work(service, now, producer)
         if self.timeout is not None and work > self.timeout:
             return self.timeout, TIMEOUT
         return work, ERROR if errors else NO_REASON

@@ -63,6 +63,8 @@ class Broker:
         """Message -> receipt (batch id) of its latest receive, while hidden."""
         self.processing: dict[int, list[int]] = {}
         """Batch id -> messages, while an invocation runs them."""
+        self.invocations: tuple[list[float], list[float]] = ([], [])
+        """Start and end of every invocation: the consumers' busy time (a batch is one piece of work)."""
 
     def held(self, outcome: object) -> int:
         """Distinct messages still in the broker or being processed."""
@@ -80,7 +82,7 @@ def wire_broker(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
                 listener: Listener | None) -> Stage:
     """Build a stage whose consumers are fed by broker delivery; return it with ``admit`` = send."""
     heap, next_id = env._queue, env._eid
-    arrival, deadline, service = log.arrival, log.deadline, log.service
+    arrival, deadline, service, producer = log.arrival, log.deadline, log.service, log.producer
     start, finish, outcome, reason = log.start, log.finish, log.outcome, log.reason
     receives, throttles, cold_starts, duplicates = log.receives, log.throttles, log.cold_starts, log.duplicates
     gb_seconds, invocations, sqs_requests = log.gb_seconds, log.invocations, log.sqs_requests
@@ -168,7 +170,7 @@ def wire_broker(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
         total = 0.0
         failures = []
         for job in taken:
-            work, errors = execution.work(service[job], now)
+            work, errors = execution.work(service[job], now, producer[job])
             total += work
             failures.append(ERROR if errors else NO_REASON)
             if math.isnan(start[job]):
@@ -185,6 +187,8 @@ def wire_broker(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
             invocations[job] += 1 / len(taken)
         slot.batch, slot.failures, slot.job = taken, failures, receipt
         broker.processing[receipt] = taken
+        broker.invocations[0].append(now)
+        broker.invocations[1].append(now + init + total)
         slot.event.callbacks = [on_invocation_done]
         heappush(heap, (now + init + total, NORMAL, next(next_id), slot.event))
 
@@ -237,4 +241,4 @@ def wire_broker(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
         poll(now)
 
     return Stage(spec.name, spec.consumers.concurrency, send, pool, lambda: broker.held(outcome), lambda: 0,
-                 spec.consumers.priced, lambda: float(state["last"]))
+                 spec.consumers.priced, lambda: float(state["last"]), broker.invocations)

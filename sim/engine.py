@@ -78,6 +78,8 @@ class RunRecords:
     stage_priced: tuple[bool, ...] = ()
     stage_memory_gb: tuple[float, ...] = ()
     stage_brokered: tuple[bool, ...] = ()
+    invocations: tuple[tuple[list[float], list[float]] | None, ...] = ()
+    """Per brokered stage, start and end of each invocation (busy time is counted from these)."""
 
 
 class _Source:
@@ -152,10 +154,13 @@ def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: Progre
     names = [p.name for p in scenario.producers]
     retrying = any(p.retry is not None for p in scenario.producers)
     routed = retrying or len(specs) > 1 or any(len(scenario.entry_stages(p)) > 1 for p in scenario.producers)
-    jobs = JobLog(routed, metered=retrying or any(_metered(spec) for spec in specs))
+    metered = retrying or any(_metered(spec) for spec in specs) or any(p.failure for p in scenario.producers)
+    jobs = JobLog(routed, metered=metered)
     tracker = _tracker(env, scenario, seeds, jobs) if routed else None
+    failures = [p.failure.probability if p.failure is not None else 0.0 for p in scenario.producers]
     stages = [wire_stage(env, spec, jobs, levels=[p.priority or 0 for p in scenario.producers],
-                         producer_names=names, streams=_stage_streams(seeds, index), listener=tracker)
+                         producer_names=names, producer_failure=failures, streams=_stage_streams(seeds, index),
+                         listener=tracker)
               for index, spec in enumerate(specs)]
     if isinstance(tracker, Client):
         on_arrival = _client_arrivals(env, tracker)
@@ -211,6 +216,7 @@ def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: Progre
         stage_priced=tuple(stage.priced for stage in stages),
         stage_memory_gb=tuple(spec.consumers.memory_gb for spec in specs),
         stage_brokered=tuple(spec.queue.delivery is not None for spec in specs),
+        invocations=tuple(stage.invocations for stage in stages),
     )
 
 

@@ -141,9 +141,36 @@ class Intervals:
         """Jobs waiting in a queue (all, or those selected by a mask over jobs)."""
         return self._step("queue", self.records.jobs.arrival, self.queue_leave, self.queued, jobs)
 
-    def service(self, jobs: Mask | None = None) -> StepFunction:
-        """Jobs in service, i.e. busy consumers."""
-        return self._step("service", self.records.jobs.start, self.busy_end, self.busy, jobs)
+    def service(self, jobs: Mask | None = None, stage: int | None = None) -> StepFunction:
+        """Busy consumers: jobs in service, or, in brokered stages, invocations (a batch is one).
+
+        ``stage`` picks one stage's consumers; ``jobs`` (a producer's) counts only job-based
+        stages, as a batch mixes producers.
+        """
+        records = self.records
+        brokered = [index for index, calls in enumerate(records.invocations) if calls is not None]
+        if not brokered:
+            return self._step("service", records.jobs.start, self.busy_end, self.busy, jobs)
+        key = f"service-{stage}"
+        if jobs is None and key in self._cache:
+            return self._cache[key]
+        keep = self.busy & ~np.isin(records.jobs.stage, brokered)
+        if stage is not None:
+            keep &= records.jobs.stage == stage
+        if jobs is not None:
+            keep &= jobs
+        starts, ends = [records.jobs.start[keep]], [self.busy_end[keep]]
+        if jobs is None:
+            for index in brokered if stage is None else [stage] if stage in brokered else []:
+                calls = records.invocations[index]
+                assert calls is not None
+                begin = np.asarray(calls[0], dtype=float)
+                starts.append(begin)
+                ends.append(np.minimum(np.asarray(calls[1], dtype=float), records.end_time))
+        step = StepFunction(np.concatenate(starts), np.concatenate(ends))
+        if jobs is None:
+            self._cache[key] = step
+        return step
 
     def system(self, requests: Mask | None = None) -> StepFunction:
         """Requests in the system end to end (waiting or in service anywhere)."""
@@ -216,7 +243,7 @@ def timeseries(records: RunRecords, bucket: float, intervals: Intervals | None =
             columns[f"{name}.served"] = counted(jobs.finish[here & job_served])
             columns[f"{name}.lost"] = counted(jobs.finish[here & lost])
             columns[f"{name}.queue_length"] = intervals.queue(here).bucket_averages(edges, end)
-            columns[f"{name}.busy"] = intervals.service(here).bucket_averages(edges, end)
+            columns[f"{name}.busy"] = intervals.service(stage=index).bucket_averages(edges, end)
     frame = pd.DataFrame(columns)
     frame.attrs["bucket"] = width
     return frame
@@ -297,10 +324,27 @@ def _views(records: RunRecords, scenario: Scenario, intervals: Intervals, warmup
         for index, name in enumerate(records.stage_names):
             here = jobs.stage == index
             views.append(_View("all", name, jobs, measured_jobs & here, intervals.queue(here),
-                               intervals.service(here), intervals.stage_system(here),
+                               intervals.service(stage=index), intervals.stage_system(here),
                                measured_jobs & late_jobs & here, records.stage_concurrency[index],
                                measured_jobs & here))
     return views
+
+
+def _batched_busy(records: RunRecords, view: _View, span: float) -> float:
+    """A producer's share of brokered stages' busy consumers: its messages' billed seconds over the span.
+
+    Batches mix producers, so a producer's busy time there is its messages' share of each
+    invocation (including cold starts, failed and duplicate deliveries).
+    """
+    usage = records.jobs.usage
+    brokered = [index for index, calls in enumerate(records.invocations) if calls is not None]
+    if view.producer == "all" or not brokered or usage is None or span <= 0:
+        return 0.0
+    seconds = 0.0
+    for index in brokered:
+        mine = view.jobs & (records.jobs.stage == index)
+        seconds += float(np.sum(usage.gb_seconds[mine])) / records.stage_memory_gb[index]
+    return seconds / span
 
 
 def _usage(records: RunRecords, scenario: Scenario, view: _View) -> dict[str, float]:
@@ -386,7 +430,7 @@ def summarize(records: RunRecords, scenario: Scenario, replication: int,
                 for p, v in zip(WAIT_PERCENTILES, _percentiles(wait, WAIT_PERCENTILES), strict=True)
             },
             "wasted_work": float(np.sum(jobs.finish[view.late_jobs] - jobs.start[view.late_jobs])),
-            "utilization": view.busy.average(begin, end) / view.concurrency,
+            "utilization": (view.busy.average(begin, end) + _batched_busy(records, view, span)) / view.concurrency,
             "mean_queue": view.queue.average(begin, end),
             "max_queue": int(view.queue.maximum(begin, end)),
             "mean_in_system": view.system.average(begin, end),

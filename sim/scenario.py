@@ -45,7 +45,20 @@ class _DuplicateKeyError(yaml.constructor.ConstructorError):
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """``SafeLoader`` that refuses duplicate keys instead of keeping the last one."""
+    """``SafeLoader`` that refuses duplicate keys and reads booleans the YAML 1.2 way.
+
+    YAML 1.1 reads ``on``, ``off``, ``yes`` and ``no`` as booleans, so ``retry: {on: [timeout]}``
+    would arrive as ``{True: [...]}``. Only ``true`` and ``false`` are booleans here.
+    """
+
+
+_StrictLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
@@ -93,7 +106,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not equals or not path or "" in path.split("."):
         raise ScenarioError(f"--set {text!r}: write key.path=value, e.g. producers.0.arrivals.rate=800/s")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = yaml.load(value, Loader=_StrictLoader) if value.strip() else ""
     except yaml.YAMLError:
         parsed = value
     return path, parsed

@@ -67,6 +67,8 @@ class ProducerSpec(Strict):
     to: Name | list[Name] | None = None
     """The stage(s) its requests are published to (a list is a topic: one copy each); default the first."""
     retry: RetrySpec | None = None
+    failure: FailureSpec | None = None
+    """Its requests' processing also fails with this probability (1.0: poison messages that always fail)."""
 
     @property
     def targets(self) -> list[str] | None:

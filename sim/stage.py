@@ -75,6 +75,8 @@ class Stage:
     priced: bool = False
     last_activity: Callable[[], float] = lambda: 0.0
     """When work last ended that no job record shows (a duplicate processing in a broker)."""
+    invocations: tuple[list[float], list[float]] | None = None
+    """Broker delivery: start and end of each invocation (a batch of jobs is one piece of work)."""
 
 
 @dataclass(frozen=True)
@@ -87,10 +89,11 @@ class StageStreams:
 
 
 def wire_stage(env: simpy.Environment, spec: StageSpec, log: JobLog, *, levels: list[int],
-               producer_names: list[str], streams: StageStreams, listener: Listener | None) -> Stage:
+               producer_names: list[str], producer_failure: list[float], streams: StageStreams,
+               listener: Listener | None) -> Stage:
     """Build one stage's queue, consumers and event handlers."""
     pool = make_pool(env, spec.consumers, streams.cold_start)
-    execution = Execution(spec.consumers, streams.failure)
+    execution = Execution(spec.consumers, streams.failure, producer_failure)
     if spec.queue.delivery is not None:
         from sim.delivery import wire_broker
 
@@ -150,7 +153,7 @@ def _wire_queue(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
         event = slot.event
         event.callbacks = on_finish_callbacks  # SimPy iterates and drops it; reusing one list is safe
         if extended:
-            work, slot.reason = execution.run(service[job], now)
+            work, slot.reason = execution.run(service[job], now, producer[job])
             if metered:
                 if cold:
                     cold_starts[job] += 1
