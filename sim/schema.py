@@ -28,6 +28,15 @@ from sim.delivery_specs import (
     SlowdownSpec,
     check_timeout_retry,
 )
+from sim.policy_specs import (
+    AQM_POLICIES,
+    AqmSpec,
+    CodelSpec,
+    FailAtScaleSpec,
+    LifoWhenSpec,
+    ProportionalSpec,
+    RedSpec,
+)
 from sim.specs import (
     DISTRIBUTIONS,
     MISSING,
@@ -48,8 +57,26 @@ from sim.specs import (
 from sim.units import format_duration
 
 __all__ = [
-    "DISTRIBUTIONS", "MISSING", "NAME_PATTERN", "PROCESSES", "ArrivalSpec", "ConsumersSpec", "DistributionSpec",
-    "FieldError", "ProducerSpec", "QueueSpec", "ReportSpec", "Scenario", "percentile_column",
+    "AQM_POLICIES",
+    "DISTRIBUTIONS",
+    "MISSING",
+    "NAME_PATTERN",
+    "PROCESSES",
+    "AqmSpec",
+    "ArrivalSpec",
+    "CodelSpec",
+    "ConsumersSpec",
+    "DistributionSpec",
+    "FailAtScaleSpec",
+    "FieldError",
+    "LifoWhenSpec",
+    "ProducerSpec",
+    "ProportionalSpec",
+    "QueueSpec",
+    "RedSpec",
+    "ReportSpec",
+    "Scenario",
+    "percentile_column",
 ]  # fmt: skip
 
 
@@ -80,67 +107,6 @@ class ProducerSpec(Strict):
     def unbounded(self) -> bool:
         """True when the arrivals alone never end (the scenario then needs ``until``)."""
         return math.isinf(self.arrivals.build().horizon) and getattr(self.arrivals, "count", None) is None
-
-
-class LifoWhenSpec(Strict):
-    """When adaptive LIFO switches to LIFO: the queue holds ``length`` requests, or the oldest has waited ``wait``."""
-
-    length: Annotated[Int, Field(ge=1)] | None = None
-    wait: NonNegativeDuration | None = None
-
-    @model_validator(mode="after")
-    def _one_trigger(self) -> LifoWhenSpec:
-        if (self.length is None) == (self.wait is None):
-            raise FieldError("give exactly one of length (e.g. 100) or wait (e.g. 50ms)", ("length",),
-                             MISSING if self.length is None else self.length)
-        return self
-
-
-class RedSpec(Strict):
-    """Classic RED (Floyd & Jacobson 1993): early drop on an EWMA of the queue length."""
-
-    policy: Literal["red"]
-    min: Annotated[Number, Field(ge=0)]
-    max: Annotated[Number, Field(gt=0)]
-    max_p: Annotated[Number, Field(gt=0, le=1)] = 0.1
-    weight: Annotated[Number, Field(gt=0, le=1)] = 0.002
-    classes: list[Name] | None = None
-
-    @model_validator(mode="after")
-    def _ordered(self) -> RedSpec:
-        if self.max <= self.min:
-            raise FieldError(f"max must be greater than min ({self.min:g})", ("max",), self.max)
-        return self
-
-
-class ProportionalSpec(Strict):
-    """The encore.dev article's RED: drop an arrival with probability length / capacity."""
-
-    policy: Literal["proportional"]
-    classes: list[Name] | None = None
-
-
-class CodelSpec(Strict):
-    """CoDel (RFC 8289): drop at the head once sojourn has stayed above ``target`` for an ``interval``."""
-
-    policy: Literal["codel"]
-    target: PositiveDuration = 0.005
-    interval: PositiveDuration = 0.1
-
-
-class FailAtScaleSpec(Strict):
-    """Facebook's queue timeout (Maurer 2015).
-
-    Drop waits over ``target`` unless the queue was empty within the last ``interval``.
-    """
-
-    policy: Literal["fail-at-scale"]
-    target: PositiveDuration = 0.005
-    interval: PositiveDuration = 0.1
-
-
-AqmSpec = Annotated[RedSpec | ProportionalSpec | CodelSpec | FailAtScaleSpec, Field(discriminator="policy")]
-AQM_POLICIES = ("red", "proportional", "codel", "fail-at-scale")
 
 
 class QueueSpec(Strict):
