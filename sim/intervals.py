@@ -143,6 +143,9 @@ class Intervals:
         records = self.records
         brokered = [index for index, calls in enumerate(records.invocations) if calls is not None]
         if not brokered:
+            if stage is not None:
+                here = records.jobs.stage == stage
+                jobs = here if jobs is None else jobs & here
             return self._step("service", records.jobs.start, self.busy_end, self.busy, jobs)
         key = f"service-{stage}"
         if jobs is None and key in self._cache:
