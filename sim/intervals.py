@@ -26,18 +26,17 @@ MAX_BUCKETS = 20_000
 class StepFunction:
     """A count that goes up by one at each ``up`` time and down by one at each ``down`` time.
 
-    Kept as the two sorted time arrays with their running sums, so the count and its
-    integral at any set of points are two binary searches each: the area from 0 to ``x``
-    is ``x (N_up - N_down) - (sum of ups <= x - sum of downs <= x)``. At equal times the
+    Kept as the two sorted time arrays, so the count and its integral at any set of points
+    are two binary searches each: the area from 0 to ``x`` is
+    ``x (N_up - N_down) - (sum of ups <= x - sum of downs <= x)``. At equal times the
     decrements count first, so a request leaving as another arrives never makes the count
-    look higher than it was.
+    look higher than it was. The arrays given are taken over (sorted in place), and running
+    sums are made per query, so a million-request run holds two arrays, not four.
     """
 
     def __init__(self, up: Floats, down: Floats) -> None:
-        self.up = np.sort(up)
-        self.down = np.sort(down)
-        self._up_sums = np.concatenate([[0.0], np.cumsum(self.up)])
-        self._down_sums = np.concatenate([[0.0], np.cumsum(self.down)])
+        self.up = _sorted(up)
+        self.down = _sorted(down)
 
     def level_at(self, points: Floats) -> Floats:
         """The count just after each point."""
@@ -49,7 +48,9 @@ class StepFunction:
         """The area under the count from 0 to each point."""
         ups = np.searchsorted(self.up, points, side="right")
         downs = np.searchsorted(self.down, points, side="right")
-        area: Floats = points * (ups - downs) - (self._up_sums[ups] - self._down_sums[downs])
+        up_sums = np.concatenate([[0.0], np.cumsum(self.up)])[ups]
+        down_sums = np.concatenate([[0.0], np.cumsum(self.down)])[downs]
+        area: Floats = points * (ups - downs) - (up_sums - down_sums)
         return area
 
     def _levels_after_ups(self) -> Floats:
@@ -84,55 +85,51 @@ class StepFunction:
 
     def maximum(self, begin: float, end: float) -> float:
         start_level = float(self.level_at(np.array([begin]))[0])
-        inside = (self.up >= begin) & (self.up <= end)
-        if not inside.any():
+        first = int(np.searchsorted(self.up, begin, side="left"))
+        last = int(np.searchsorted(self.up, end, side="right"))
+        if last <= first:
             return start_level
-        return max(start_level, float(self._levels_after_ups()[inside].max()))
+        return max(start_level, float(self._levels_after_ups()[first:last].max()))
+
+
+def _sorted(values: Floats) -> Floats:
+    """``values`` sorted, in place when it is a copy we own (as boolean indexing makes)."""
+    if len(values) > 1 and not bool(np.all(values[1:] >= values[:-1])):
+        if values.base is None and values.flags.writeable:
+            values.sort()
+        else:
+            values = np.sort(values)
+    return values
 
 
 class Intervals:
-    """Waiting, service and in-system intervals of a run, as step functions.
+    """Waiting, service and in-system intervals of a run, as step functions made on demand.
 
     Waiting and service are counted per job (a request's visit to a stage); being in the
-    system is counted per request end to end, or per job for a stage's own view. The step
-    functions over everything are built once and shared by the summary and the time series;
-    those for a producer or a stage are built on demand.
+    system is counted per request end to end, or per job for a stage's own view. Nothing of
+    the size of the run is kept between calls: each step function is built when asked for
+    and dropped after use, which keeps a million-request run well under 200 MB.
     """
 
     def __init__(self, records: RunRecords) -> None:
         self.records = records
-        end = records.end_time
-        jobs = records.jobs
-        started = ~np.isnan(jobs.start)
-        job_left = np.where(np.isnan(jobs.finish), end, jobs.finish)
-        job_rejected = jobs.outcome == REJECTED
-        # Waiting: arrival until service starts, or until dropped/expired, or until the end.
-        self.queue_leave = np.where(started, jobs.start, job_left)
-        self.queued = ~job_rejected & (self.queue_leave > jobs.arrival)
-        # Service: start until finish (or the end of the run).
-        self.busy_end = np.where(started, job_left, np.nan)
-        self.busy = started & (self.busy_end > jobs.start)
-        self.job_left = job_left
-        self.job_in_system = ~job_rejected & (job_left > jobs.arrival)
-        # In the system, end to end: arrival until the request's last job left.
-        requests = records.columns
-        self.system_leave = np.where(np.isnan(requests.finish), end, requests.finish)
-        self.in_system = (requests.outcome != REJECTED) & (self.system_leave > requests.arrival)
-        self._cache: dict[str, StepFunction] = {}
+        self.end = records.end_time
 
-    def _step(self, kind: str, begin: Floats, end: Floats, keep: Mask, mask: Mask | None) -> StepFunction:
-        if mask is None and kind in self._cache:
-            return self._cache[kind]
-        if mask is not None:
-            keep = keep & mask
-        step = StepFunction(begin[keep], end[keep])
-        if mask is None:
-            self._cache[kind] = step
-        return step
+    def _job_left(self) -> Floats:
+        finish = self.records.jobs.finish
+        left: Floats = np.where(np.isnan(finish), self.end, finish)
+        return left
 
     def queue(self, jobs: Mask | None = None) -> StepFunction:
         """Jobs waiting in a queue (all, or those selected by a mask over jobs)."""
-        return self._step("queue", self.records.jobs.arrival, self.queue_leave, self.queued, jobs)
+        columns = self.records.jobs
+        started = ~np.isnan(columns.start)
+        # Waiting: arrival until service starts, or until dropped/expired, or until the end.
+        leave = np.where(started, columns.start, self._job_left())
+        keep = (columns.outcome != REJECTED) & (leave > columns.arrival)
+        if jobs is not None:
+            keep &= jobs
+        return StepFunction(columns.arrival[keep], leave[keep])
 
     def service(self, jobs: Mask | None = None, stage: int | None = None) -> StepFunction:
         """Busy consumers: jobs in service, or, in brokered stages, invocations (a batch is one).
@@ -141,40 +138,43 @@ class Intervals:
         stages, as a batch mixes producers.
         """
         records = self.records
+        columns = records.jobs
+        started = ~np.isnan(columns.start)
+        busy_end = np.where(started, self._job_left(), np.nan)
+        keep = started & (busy_end > columns.start)
         brokered = [index for index, calls in enumerate(records.invocations) if calls is not None]
-        if not brokered:
-            if stage is not None:
-                here = records.jobs.stage == stage
-                jobs = here if jobs is None else jobs & here
-            return self._step("service", records.jobs.start, self.busy_end, self.busy, jobs)
-        key = f"service-{stage}"
-        if jobs is None and key in self._cache:
-            return self._cache[key]
-        keep = self.busy & ~np.isin(records.jobs.stage, brokered)
+        if brokered:
+            keep &= ~np.isin(columns.stage, brokered)
         if stage is not None:
-            keep &= records.jobs.stage == stage
+            keep &= columns.stage == stage
         if jobs is not None:
             keep &= jobs
-        starts, ends = [records.jobs.start[keep]], [self.busy_end[keep]]
+        starts, ends = [columns.start[keep]], [busy_end[keep]]
         if jobs is None:
             for index in brokered if stage is None else [stage] if stage in brokered else []:
                 calls = records.invocations[index]
                 assert calls is not None
-                begin = np.asarray(calls[0], dtype=float)
-                starts.append(begin)
-                ends.append(np.minimum(np.asarray(calls[1], dtype=float), records.end_time))
-        step = StepFunction(np.concatenate(starts), np.concatenate(ends))
-        if jobs is None:
-            self._cache[key] = step
-        return step
+                starts.append(np.asarray(calls[0], dtype=float))
+                ends.append(np.minimum(np.asarray(calls[1], dtype=float), self.end))
+        if len(starts) == 1:
+            return StepFunction(starts[0], ends[0])
+        return StepFunction(np.concatenate(starts), np.concatenate(ends))
 
     def system(self, requests: Mask | None = None) -> StepFunction:
         """Requests in the system end to end (waiting or in service anywhere)."""
-        return self._step("system", self.records.columns.arrival, self.system_leave, self.in_system, requests)
+        columns = self.records.columns
+        leave = np.where(np.isnan(columns.finish), self.end, columns.finish)
+        keep = (columns.outcome != REJECTED) & (leave > columns.arrival)
+        if requests is not None:
+            keep &= requests
+        return StepFunction(columns.arrival[keep], leave[keep])
 
     def stage_system(self, jobs: Mask) -> StepFunction:
         """Jobs of one stage in that stage (waiting or in service there)."""
-        return self._step("stage", self.records.jobs.arrival, self.job_left, self.job_in_system, jobs)
+        columns = self.records.jobs
+        leave = self._job_left()
+        keep = (columns.outcome != REJECTED) & (leave > columns.arrival) & jobs
+        return StepFunction(columns.arrival[keep], leave[keep])
 
 
 def bucket_edges(end: float, bucket: float) -> tuple[Floats, float]:

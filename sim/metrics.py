@@ -10,7 +10,9 @@ and the change points are sorted once.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -132,9 +134,10 @@ class _View:
     """Requests (end to end) or one stage's jobs."""
     keep: Mask
     """The measured rows of this group."""
-    queue: StepFunction
-    busy: StepFunction
-    system: StepFunction
+    queue: Callable[[], StepFunction]
+    busy: Callable[[], StepFunction]
+    system: Callable[[], StepFunction]
+    """Made when needed and dropped after use: each is the size of the run."""
     late_jobs: Mask
     concurrency: int
     jobs: Mask
@@ -148,22 +151,26 @@ def _views(records: RunRecords, scenario: Scenario, intervals: Intervals, warmup
     measured = requests.arrival >= warmup
     measured_jobs = measured[jobs.request]
     late_jobs = jobs.outcome == LATE
-    views = [_View("all", "all", requests, measured, intervals.queue(), intervals.service(), intervals.system(),
+    views = [_View("all", "all", requests, measured, intervals.queue, intervals.service, intervals.system,
                    measured_jobs & late_jobs, records.concurrency, measured_jobs)]
     if len(scenario.producers) > 1:
         for index, producer in enumerate(scenario.producers):
             mine, my_jobs = requests.producer == index, jobs.producer == index
-            views.append(_View(producer.name, "all", requests, measured & mine, intervals.queue(my_jobs),
-                               intervals.service(my_jobs), intervals.system(mine),
+            views.append(_View(producer.name, "all", requests, measured & mine, partial(intervals.queue, my_jobs),
+                               partial(intervals.service, my_jobs), partial(intervals.system, mine),
                                measured_jobs & late_jobs & my_jobs, records.concurrency, measured_jobs & my_jobs))
     if len(records.stage_names) > 1:
         for index, name in enumerate(records.stage_names):
             here = jobs.stage == index
-            views.append(_View("all", name, jobs, measured_jobs & here, intervals.queue(here),
-                               intervals.service(stage=index), intervals.stage_system(here),
+            views.append(_View("all", name, jobs, measured_jobs & here, partial(intervals.queue, here),
+                               partial(intervals.service, stage=index), partial(intervals.stage_system, here),
                                measured_jobs & late_jobs & here, records.stage_concurrency[index],
                                measured_jobs & here))
     return views
+
+
+def _queue_stats(queue: StepFunction, begin: float, end: float) -> dict[str, float]:
+    return {"mean_queue": queue.average(begin, end), "max_queue": int(queue.maximum(begin, end))}
 
 
 def _batched_busy(records: RunRecords, view: _View, span: float) -> float:
@@ -266,10 +273,9 @@ def summarize(records: RunRecords, scenario: Scenario, replication: int,
                 for p, v in zip(WAIT_PERCENTILES, _percentiles(wait, WAIT_PERCENTILES), strict=True)
             },
             "wasted_work": float(np.sum(jobs.finish[view.late_jobs] - jobs.start[view.late_jobs])),
-            "utilization": (view.busy.average(begin, end) + _batched_busy(records, view, span)) / view.concurrency,
-            "mean_queue": view.queue.average(begin, end),
-            "max_queue": int(view.queue.maximum(begin, end)),
-            "mean_in_system": view.system.average(begin, end),
+            "utilization": (view.busy().average(begin, end) + _batched_busy(records, view, span)) / view.concurrency,
+            **_queue_stats(view.queue(), begin, end),
+            "mean_in_system": view.system().average(begin, end),
             "sim_time": records.end_time,
             "wall_time": records.wall_time,
         }
