@@ -6,8 +6,12 @@ second and the speed-up against the one-worker pool (same per-task overhead, so 
 shows the scaling alone), and checks that every executor produced identical numbers
 (all summary columns but ``wall_time``, and the time series).
 
-    .venv/bin/python benchmarks/sweep.py            # 100 points x 10 replications, a few minutes
+    .venv/bin/python benchmarks/sweep.py            # 100 points x 10 replications, twice: ~8 minutes
     .venv/bin/python benchmarks/sweep.py --quick    # 20 points x 3 replications, a smoke test
+
+Each executor is measured ``--repeat`` times (interleaved) and the fastest kept; the "cores
+busy" column counts every process on the machine, so a value above what the executor asked
+for (1 for one worker, 2 for two) says another program was running and the time is suspect.
 """
 
 from __future__ import annotations
@@ -70,6 +74,9 @@ def same_numbers(first: SweepResult, other: SweepResult) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="20 points x 3 replications")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="measure each executor this many times, interleaved, and keep the fastest (default 2): "
+                             "on a shared machine another process can steal a core for a while")
     args = parser.parse_args()
     points, replications = (20, 3) if args.quick else (100, 10)
     runs = points * replications
@@ -84,18 +91,24 @@ def main() -> None:
         ("process pool, 2 workers", lambda: ProcessPool(2)),
         ("Dask LocalCluster, 2 workers", lambda: DaskExecutor(cluster.scheduler_address)),
     ]
-    rows = []
+    best: dict[str, tuple[float, float, bool]] = {}
     baseline: SweepResult | None = None
-    for name, make in executors:
-        print(f"{name} ...", file=sys.stderr, flush=True)
-        seconds, cores, result = measure(make, points, replications)
-        baseline = baseline or result
-        rows.append((name, seconds, cores, same_numbers(baseline, result)))
+    for attempt in range(args.repeat):
+        for name, make in executors:
+            print(f"{name} (attempt {attempt + 1}) ...", file=sys.stderr, flush=True)
+            seconds, cores, result = measure(make, points, replications)
+            baseline = baseline or result
+            same = same_numbers(baseline, result) and best.get(name, (0.0, 0.0, True))[2]
+            if name not in best or seconds < best[name][0]:
+                best[name] = (seconds, cores, same)
+            else:
+                best[name] = (*best[name][:2], same)
     cluster.close()
+    rows = [(name, *best[name]) for name, _ in executors]
     reference = rows[1][1]
     print(f"Sweep of the flagship: {points} concurrency values x {replications} replications = {runs} runs "
           f"of 20,000 requests; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}\n")
+          f"Python {platform.python_version()}; fastest of {args.repeat} interleaved attempts\n")
     print("| executor | speed-up vs 1 worker | wall time | runs/s | cores busy (whole machine) | same numbers |")
     print("|---|---|---|---|---|---|")
     for name, seconds, cores, same in rows:

@@ -22,7 +22,7 @@ from sim.cache import ResultCache
 from sim.executors import Executor, ExecutorError, InProcess, Task, make_executor
 from sim.experiment import Result, Runner, SweepResult, run_experiment
 from sim.scenario import ScenarioError, parse_override, read_scenario_data, split_experiment
-from sim.sweep import load_experiment, starting_replications
+from sim.sweep import experiment_from_dict, load_experiment, starting_replications
 from sim.tables import format_comparison, format_summary, format_sweep, plan_text
 from sim.units import format_duration
 
@@ -307,9 +307,16 @@ def _plan(args: argparse.Namespace) -> int:
     from sim.targets import parse_plan
 
     overrides = _overrides(args, replications=False)
-    experiment = load_experiment(args.scenario, overrides)
-    _, extra = split_experiment(read_scenario_data(args.scenario, overrides))
-    spec: dict[str, Any] = dict(extra.get("plan") or {}) if isinstance(extra.get("plan"), dict) else {}
+    # The file's plan: block is merged with the flags before it is validated, so either may
+    # supply a key (a file with only vary/min/max and targets on the command line is fine).
+    data, extra = split_experiment(read_scenario_data(args.scenario, overrides))
+    written = extra.pop("plan", None)
+    if written is not None and not isinstance(written, dict):
+        raise ScenarioError(f"{args.scenario}: plan: got {written!r}; must be a mapping, e.g. "
+                            "{vary: consumers.concurrency, min: 10, max: 100, targets: ['latency_p99<=2s']}")
+    experiment = experiment_from_dict({**data, **extra} if isinstance(data, dict) else data,
+                                      base_dir=args.scenario.parent, source=args.scenario, where=str(args.scenario))
+    spec: dict[str, Any] = dict(written or {})
     flags = {"vary": args.vary, "maximize": args.maximize, "min": _yaml(args.low), "max": _yaml(args.high),
              "targets": args.targets, "replications": args.replications,
              "max_replications": args.max_replications, "confidence": args.confidence, "tolerance": args.tolerance}

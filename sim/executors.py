@@ -14,6 +14,7 @@ they finish, cancel what is left when the caller stops early) and :meth:`Executo
 from __future__ import annotations
 
 import functools
+import gc
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -110,6 +111,17 @@ class InProcess(Executor):
         self.within = within
 
     def outcomes(self, tasks: Sequence[Task]) -> Iterator[RunOutcome]:
+        # The cyclic garbage collector would otherwise rescan every long-lived object (modules,
+        # the results of earlier batches) again and again during the runs, which allocate a
+        # lot: ~10-20 % of a run's time. Collect once, freeze what is alive, thaw afterwards.
+        gc.collect()
+        gc.freeze()
+        try:
+            yield from self._run(tasks)
+        finally:
+            gc.unfreeze()
+
+    def _run(self, tasks: Sequence[Task]) -> Iterator[RunOutcome]:
         for task in tasks:
             within = self.within
             progress = None if within is None else functools.partial(within, task)
@@ -134,6 +146,14 @@ def _yield_finished(futures: list[Future[list[RunOutcome]]]) -> Iterator[RunOutc
             future.cancel()
 
 
+def _start_worker() -> None:
+    """Pool worker set-up: import the simulator, then freeze what the imports created, so the
+    garbage collector does not rescan those objects during every run (~10 % of a run)."""
+    import sim.replication  # noqa: F401 - imported for its side effect: everything a run needs
+
+    gc.freeze()
+
+
 class ProcessPool(Executor):
     """A local pool of ``workers`` processes, started once and reused for every batch of tasks."""
 
@@ -142,7 +162,7 @@ class ProcessPool(Executor):
             raise ExecutorError(f"--workers: got {workers}; give an integer >= 1")
         self.workers = workers
         self.description = f"process pool of {workers}"
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context())
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_start_worker)
 
     def outcomes(self, tasks: Sequence[Task]) -> Iterator[RunOutcome]:
         return _yield_finished([self._pool.submit(execute_chunk, chunk) for chunk in chunks(tasks, self.workers)])

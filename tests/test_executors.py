@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import pickle
 from collections.abc import Iterator
@@ -129,6 +130,7 @@ def test_an_interrupted_sweep_resumes_with_only_the_missing_runs(sweep_file: Pat
 
     with pytest.raises(Stop):
         run_experiment(experiment, Runner(InProcess(), 21, ResultCache(folder), on_outcome=stop_after_five), 2)
+    assert gc.get_freeze_count() == 0  # the in-process executor thawed the heap on its way out
     assert len(ResultCache(folder)) == 5  # each run was stored as it finished
     assert not list(folder.glob(".*.tmp"))  # and atomically: no temporary files left
 

@@ -193,3 +193,17 @@ def test_check_validates_the_plan_in_a_file(tmp_path: Path, capsys: pytest.Captu
     bad.write_text((ROOT / "scenarios/capacity-plan-burst.yaml").read_text().replace("min: 100", "min: 0"))
     assert main(["check", str(bad)]) == EXIT_BAD_INPUT
     assert "plan min consumers.concurrency=0" in capsys.readouterr().err
+
+
+def test_flags_complete_a_partial_plan_in_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "partial.yaml"
+    plan = {"vary": "consumers.concurrency", "min": 10, "max": 20}
+    path.write_text("# M/M/c with a plan that leaves the targets to the command line.\n"
+                    + json.dumps({**MMC, "plan": plan}))
+    assert main(["check", str(path)]) == EXIT_BAD_INPUT  # alone, the file's plan lacks targets
+    assert "plan.targets: missing" in capsys.readouterr().err
+    code = main(["plan", str(path), "--target", "wait_mean<=150ms", "--out", str(tmp_path / "o"), "--workers", "1",
+                 "--no-figures", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert json.loads(captured.out)["answer"] == 12
