@@ -71,7 +71,8 @@ def _estimates(summary: pd.DataFrame) -> pd.DataFrame:
 def curves_figure(summary: pd.DataFrame, axes: Sequence[str], x: str, title: str) -> Figure:
     """Each metric against ``x``: one line per combination of the other axes, 95 % CI bands."""
     frame = _estimates(summary)
-    metrics = [m for m in (*CURVE_METRICS, *OPTIONAL_METRICS) if m[0] in frame.columns]
+    metrics = [m for m in CURVE_METRICS if m[0] in frame.columns]
+    metrics += [m for m in OPTIONAL_METRICS if m[0] in frame.columns and frame[m[0]].notna().any()]
     columns = 3 if len(metrics) <= 6 else 4
     figure = Figure(figsize=(4.6 * columns, 7.6), layout="constrained")
     grid = figure.subplots(2, columns, squeeze=False).ravel()

@@ -98,7 +98,7 @@ def sweep_table(result: SweepResult) -> pd.DataFrame:
     summary = result.summary
     if "producer" in summary.columns:
         summary = summary[summary["producer"] == "all"]
-    shown = [c for c in SWEEP_COLUMNS if c in summary.columns]
+    shown = [c for c in SWEEP_COLUMNS if c in summary.columns and summary[c].notna().any()]
     rows = []
     for point in result.points:
         group = summary[summary["point"] == point.index]
@@ -194,6 +194,6 @@ def _metrics_at(plan: Plan, point: int) -> list[str]:
     if found is None:
         return []
     mean, low, high = found
-    shown = [c for c in SWEEP_COLUMNS if c in rows.columns]
+    shown = [c for c in SWEEP_COLUMNS if c in rows.columns and rows[c].notna().any()]
     return ["  metrics there, mean [95% CI]:"] + [f"    {c}: {with_interval(c, mean[c], low[c], high[c])}"
                                                    for c in shown]

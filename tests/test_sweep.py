@@ -253,3 +253,24 @@ def test_load_curve_scenario_shows_lifo_keeping_goodput_past_capacity(
     assert means.loc[(70.0, "lifo"), "throughput"] == pytest.approx(means.loc[(70.0, "fifo"), "throughput"], rel=0.01)
     assert (out / "figures" / "curves.png").stat().st_size > 10_000
     assert (out / "figures" / "latency-cdf.png").stat().st_size > 10_000
+
+
+def test_curves_draw_a_cost_column_only_when_the_model_has_one() -> None:
+    from sim.curves import curves_figure
+
+    rows = []
+    for point, rate in enumerate((10.0, 20.0)):
+        for replication in range(2):
+            rows.append({"scenario": "s", "point": point, RATE: rate, "replication": replication, "producer": "all",
+                         "latency_p50": 0.1, "latency_p99": 0.5, "timeout_rate": 0.0, "throughput": rate,
+                         "goodput": rate, "utilization": rate / 40, "cost_usd": 0.01 * rate + 0.001 * replication})
+    per_run = pd.DataFrame(rows)
+    from sim.statistics import with_intervals
+
+    def panels(frame: pd.DataFrame) -> list[str]:
+        figure = curves_figure(with_intervals(frame, keys=["point", RATE]), [RATE], RATE, "t")
+        return [axes.get_title() for axes in figure.axes if axes.get_visible()]
+
+    assert panels(per_run)[-1] == "cost (USD)"
+    assert len(panels(per_run)) == 7
+    assert "cost (USD)" not in panels(per_run.assign(cost_usd=np.nan))
