@@ -68,13 +68,23 @@ def timeseries_figure(series: pd.DataFrame, concurrency: int, title: str) -> Fig
         values = series[column].to_numpy() / bucket
         if column in ("arrivals", "served", "completed") or values.any():
             flows.plot(time, values, label=f"{column}/s", color=colour, drawstyle="default")
+    if "attempts" in series:  # retries: tries per second next to arrivals show the amplification
+        flows.plot(time, series["attempts"].to_numpy() / bucket, ":", color="#264653", label="attempts/s")
     flows.set(ylabel="requests per second", title="Arrivals, throughput, goodput and losses")
     flows.legend(fontsize=8, ncol=3)
+    stages = [column.removesuffix(".queue_length") for column in series.columns if column.endswith(".queue_length")]
     queue.fill_between(time, series["queue_length"], step="mid", alpha=0.4, color="#457b9d", label="mean in bucket")
     queue.plot(time, series["queue_max"], drawstyle="steps-mid", color="#1d3557", linewidth=0.8, label="max in bucket")
-    queue.set(ylabel="waiting requests", title="Queue length")
-    queue.legend(fontsize=8)
+    for stage in stages:
+        queue.plot(time, series[f"{stage}.queue_length"], drawstyle="steps-mid", linewidth=1, label=f"at {stage}")
+    queue.set(ylabel="waiting requests", title="Queue length" + (" (all stages, and per stage)" if stages else ""))
+    queue.legend(fontsize=8, ncol=2)
     busy.plot(time, series["busy"], drawstyle="steps-mid", color="#2a9d8f", label="busy (mean in bucket)")
+    for stage in stages:
+        busy.plot(time, series[f"{stage}.busy"], drawstyle="steps-mid", linewidth=1, label=f"busy at {stage}")
+    if "provisioned" in series and (series["provisioned"] < concurrency - 1e-9).any():
+        busy.plot(time, series["provisioned"], drawstyle="steps-mid", color="#e76f51", linewidth=1,
+                  label="environments provisioned")
     busy.axhline(concurrency, color="black", linestyle="--", linewidth=1, label=f"concurrency = {concurrency}")
     busy.set(ylabel="consumers", xlabel=f"simulated time (s), buckets of {format_duration(bucket)}",
              title="Busy consumers", ylim=(0, concurrency * 1.08))
@@ -88,6 +98,8 @@ def timeseries_figure(series: pd.DataFrame, concurrency: int, title: str) -> Fig
 def outcomes_figure(summary: pd.DataFrame, title: str) -> Figure:
     """How every request ended, per producer when there are several (first replication)."""
     runs = summary[summary["replication"].apply(lambda r: isinstance(r, int | np.integer))]
+    if "stage" in runs:
+        runs = runs[runs["stage"] == "all"]  # end to end; stage rows count jobs, not requests
     first = runs[runs["replication"] == runs["replication"].min()]
     groups = first[first["producer"] != "all"] if (first["producer"] != "all").any() else first
     figure = Figure(figsize=(8, 4), layout="constrained")

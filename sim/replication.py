@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from sim.engine import RunRecords, replication_seeds, simulate
 from sim.metrics import Intervals, summarize, timeseries
-from sim.records import COMPLETED, LATE, OUTCOMES
+from sim.records import COMPLETED, LATE, OUTCOMES, REASONS, Columns, Usage
 from sim.schema import Scenario
 from sim.statistics import mser_truncation
 
@@ -46,6 +46,13 @@ class Run:
     def requests(self) -> pd.DataFrame:
         return requests_frame(self.records, self.producer_names)
 
+    @property
+    def jobs(self) -> pd.DataFrame | None:
+        """Attempts or stage visits, when a request can have more than one (else None)."""
+        if self.records.jobs is self.records.columns:
+            return None
+        return jobs_frame(self.records, self.producer_names)
+
 
 @dataclass
 class RunOutcome:
@@ -65,11 +72,37 @@ class RunOutcome:
 
 
 def requests_frame(records: RunRecords, producer_names: list[str]) -> pd.DataFrame:
-    """The request log as a DataFrame: one row per request, in arrival order."""
+    """The request log as a DataFrame: one row per request, in arrival order.
+
+    With usage metering (scaling, broker delivery, retries...) it also has the request's
+    attempts, receives, throttles, cold starts, duplicates and billed GB-seconds.
+    """
     c = records.columns
+    frame = _common_columns(c, producer_names, "request", np.arange(len(c)))
+    if c.usage is not None:
+        own_job = records.columns is records.jobs
+        frame["attempts"] = np.ones(len(c), dtype=np.int64) if own_job else c.usage.attempt
+        _usage_columns(frame, c.usage)
+    return frame
+
+
+def jobs_frame(records: RunRecords, producer_names: list[str]) -> pd.DataFrame:
+    """One row per job: a client's attempt (with retries) or a request's visit to a stage (with stages)."""
+    j = records.jobs
+    frame = _common_columns(j, producer_names, "job", np.arange(len(j)))
+    frame.insert(1, "request", j.request)
+    stages = pd.Categorical.from_codes(j.stage.astype(np.int64), categories=pd.Index(records.stage_names))
+    frame.insert(2, "stage", pd.Series(stages))
+    if j.usage is not None:
+        frame.insert(4, "attempt", j.usage.attempt)
+        _usage_columns(frame, j.usage)
+    return frame
+
+
+def _common_columns(c: Columns, producer_names: list[str], key: str, ids: NDArray[np.int64]) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "request": np.arange(len(c)),
+            key: ids,
             "producer": pd.Categorical.from_codes(c.producer.astype(np.int64), categories=pd.Index(producer_names)),
             "arrival": c.arrival,
             "deadline": c.deadline,
@@ -77,8 +110,14 @@ def requests_frame(records: RunRecords, producer_names: list[str]) -> pd.DataFra
             "start": c.start,
             "finish": c.finish,
             "outcome": pd.Categorical.from_codes(c.outcome.astype(np.int64), categories=pd.Index(OUTCOMES)),
+            "reason": pd.Categorical.from_codes(c.reason.astype(np.int64), categories=pd.Index(REASONS)),
         }
     )
+
+
+def _usage_columns(frame: pd.DataFrame, usage: Usage) -> None:
+    for name in ("receives", "throttles", "cold_starts", "duplicates", "gb_seconds"):
+        frame[name] = getattr(usage, name)
 
 
 def auto_warmup(series: pd.DataFrame) -> float:

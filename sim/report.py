@@ -26,6 +26,7 @@ import yaml
 
 from sim import html
 from sim.experiment import Result, SweepResult
+from sim.replication import Run
 from sim.statistics import replication_rows
 from sim.tables import comparison_text, plan_text, sweep_table
 
@@ -100,9 +101,10 @@ def _publish(out: Path, writer: Writer) -> list[Path]:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / relative, target)
         drawn = {out / relative for relative in produced}
-        for stale in (out / "figures").glob("*.png") if (out / "figures").is_dir() else []:
+        optional = [out / "jobs.csv.gz", *((out / "figures").glob("*.png") if (out / "figures").is_dir() else [])]
+        for stale in optional:
             if stale not in drawn:
-                stale.unlink(missing_ok=True)
+                stale.unlink(missing_ok=True)  # from an earlier run: never mix two runs in one folder
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return [out / relative for relative in produced]
@@ -147,6 +149,15 @@ def _scenario_section(raw: dict[str, Any], extra: dict[str, Any] | None = None) 
     return "Scenario", f"```yaml\n{text}```", html.preformatted(text)
 
 
+def _write_jobs(run: Run, folder: Path) -> list[Path]:
+    """``jobs.csv.gz``, the per-attempt (or per-stage-visit) table, when it differs from the requests."""
+    jobs = run.jobs
+    if jobs is None:
+        return []
+    jobs.to_csv(folder / "jobs.csv.gz", index=False, compression="gzip")
+    return [Path("jobs.csv.gz")]
+
+
 def write_results(result: Result, out: Path, *, seed: int, wall_time: float, figures: bool = True,
                   executor: str = "in-process") -> list[Path]:
     """Write the folder of one scenario's replications and return the files written."""
@@ -157,6 +168,7 @@ def write_results(result: Result, out: Path, *, seed: int, wall_time: float, fig
         result.requests.to_csv(folder / "requests.csv.gz", index=False, compression="gzip")
         _json(folder / "manifest.json", manifest(result, seed, wall_time, executor))
         produced = [Path(name) for name in ("summary.csv", "timeseries.csv", "requests.csv.gz", "manifest.json")]
+        produced += _write_jobs(result.runs[0], folder)
         saved = _save(run_figures(result), folder) if figures else {}
         scenario = result.scenario
         columns = [c for c in SINGLE_COLUMNS if c in result.summary.columns]
@@ -200,6 +212,7 @@ def write_sweep(result: SweepResult, out: Path, *, wall_time: float, figures: bo
         result.summary.to_csv(folder / "summary.csv", index=False)
         result.timeseries.to_csv(folder / "timeseries.csv", index=False)
         result.first.requests.to_csv(folder / "requests.csv.gz", index=False, compression="gzip")
+        jobs_file = _write_jobs(result.first, folder)
         points = [{"point": p.index, "set": p.overrides, "values": p.values,
                    "replications": len(result.outcomes[p.index]),
                    "warmup_seconds": [o.warmup for o in result.outcomes[p.index]]} for p in result.points]
@@ -210,6 +223,7 @@ def write_sweep(result: SweepResult, out: Path, *, wall_time: float, figures: bo
             runs_computed=result.computed, runs_from_cache=result.cached,
             requests_file="replication 0 of point 0"))
         produced = [Path(n) for n in ("summary.csv", "timeseries.csv", "requests.csv.gz", "manifest.json")]
+        produced += jobs_file
         saved = _save(sweep_figures(result, x), folder) if figures else {}
         table = sweep_table(result)
         sections = [("Points", _markdown_table(table), html.table(table, formatted=False)),

@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
 
 Floats = NDArray[np.float64]
 
 CONFIDENCE = 0.95
 BATCH = 5
 """MSER-5: the series is first averaged in batches of five observations."""
+
+
+def _stats() -> Any:
+    """``scipy.stats``, imported on first use: it costs ~60 MB, and a single run never needs it."""
+    from scipy import stats
+
+    return stats
 
 
 def _clean(values: ArrayLike) -> Floats:
@@ -47,7 +54,7 @@ def half_width(values: ArrayLike, confidence: float = CONFIDENCE) -> float:
     clean = _clean(values)
     if len(clean) < 2:
         return math.nan
-    quantile = float(stats.t.ppf((1 + confidence) / 2, len(clean) - 1))
+    quantile = float(_stats().t.ppf((1 + confidence) / 2, len(clean) - 1))
     return quantile * float(clean.std(ddof=1)) / math.sqrt(len(clean))
 
 
@@ -64,7 +71,7 @@ def one_sided_bounds(values: ArrayLike, confidence: float = CONFIDENCE) -> tuple
     mean = float(clean.mean())
     if len(clean) < 2:
         return mean, -math.inf, math.inf
-    spread = float(stats.t.ppf(confidence, len(clean) - 1)) * float(clean.std(ddof=1)) / math.sqrt(len(clean))
+    spread = float(_stats().t.ppf(confidence, len(clean) - 1)) * float(clean.std(ddof=1)) / math.sqrt(len(clean))
     return mean, mean - spread, mean + spread
 
 
@@ -85,7 +92,7 @@ def replications_needed(values: ArrayLike, relative: float, confidence: float = 
         return len(clean)
     if mean == 0:
         return 2**62
-    quantile = float(stats.t.ppf((1 + confidence) / 2, len(clean) - 1))
+    quantile = float(_stats().t.ppf((1 + confidence) / 2, len(clean) - 1))
     return max(len(clean), math.ceil((quantile * spread / (relative * mean)) ** 2))
 
 
@@ -141,7 +148,7 @@ def paired_p_value(first: ArrayLike, second: ArrayLike) -> float:
     differences = b - a
     if np.all(differences == differences[0]):
         return 1.0 if differences[0] == 0 else 0.0
-    return float(stats.ttest_rel(a, b).pvalue)
+    return float(_stats().ttest_rel(a, b).pvalue)
 
 
 def significance(p_value: float) -> str:
