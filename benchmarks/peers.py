@@ -41,7 +41,7 @@ from workloads import RUNNERS, SEED, Answer, Model, models
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
 SIMULATORS = ("qsim", "simpy", "ciw")
-MODELS = ("mm1", "mm2000", "burst")
+MODELS = ("mm1", "mm2000", "burst", "sqs")
 NAMES = {"qsim": "qsim", "simpy": "SimPy", "ciw": "Ciw"}
 LIBRARIES = {"qsim": "sim", "simpy": "simpy", "ciw": "ciw"}
 """What a child imports before its baseline memory reading (and nothing else of the others)."""
@@ -278,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     measurements = []
     for key in args.models:
         for simulator in args.only:
+            if catalogue[key].scenario is not None and simulator != "qsim":
+                continue  # no peer models SQS delivery and Lambda scaling
             measured = measure(simulator, catalogue[key], args.quick)
             print(f"{key:>7} {simulator:<6} {measured.requests:>9,} requests in {measured.wall:8.2f} s, "
                   f"peak {measured.peak_mb:5.0f} MB", file=sys.stderr, flush=True)  # fmt: skip

@@ -46,6 +46,8 @@ class Model:
     window: float = 0.0
     sigma: float | None = None
     patience: float = math.inf
+    scenario: str | None = None
+    """A bundled scenario file that only qsim can run (SQS + Lambda semantics have no peer model)."""
 
     @property
     def log_mean(self) -> float:
@@ -63,10 +65,12 @@ class Model:
 
 
 def models(quick: bool) -> dict[str, Model]:
-    """The three models of the issue; ``quick`` has 10x fewer requests (and consumers in the burst)."""
+    """The issue's models; ``quick`` has 10x fewer requests (and consumers in the burst)."""
     d = QUICK_DIVISOR if quick else 1
     burst, consumers = 20_000 // d, 2_000 // d
-    return {
+    sqs = Model("sqs", f"SQS + Lambda burst, {burst:,} messages (scenarios/sqs-lambda-burst.yaml)", consumers, burst,
+                0, 0.5, window=1.0, sigma=0.5, scenario="sqs-lambda-burst")
+    return {sqs.key: sqs} | {
         m.key: m
         for m in (
             Model("mm1", "M/M/1, rho 0.9", 1, 1_000_000 // d, 1_000_000 // d, 1.0, rate=0.9),
@@ -138,7 +142,14 @@ def run_qsim(model: Model) -> Answer:
     """The full ``sim.run``: engine plus summary and time series, as a user gets it (no files)."""
     import sim
 
-    scenario = sim.scenario_from_dict(qsim_scenario(model))
+    if model.scenario is not None:
+        from pathlib import Path
+
+        path = Path(__file__).resolve().parents[1] / "scenarios" / f"{model.scenario}.yaml"
+        overrides = {"producers.0.arrivals.count": model.requests, "consumers.concurrency": model.servers}
+        scenario = sim.load_scenario(path, overrides)
+    else:
+        scenario = sim.scenario_from_dict(qsim_scenario(model))
     start = time.perf_counter()
     result = sim.run(scenario)
     wall = time.perf_counter() - start
