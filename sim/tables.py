@@ -64,12 +64,28 @@ def _aggregates(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series] | 
     return (rows[labels == "mean"].iloc[0], rows[labels == "ci_low"].iloc[0], rows[labels == "ci_high"].iloc[0])
 
 
+QUIET_WHEN_IDLE = ("failed", "dead_lettered", "dropped_overflow", "dropped_aqm", "retries", "throttles",
+                   "cold_starts", "duplicates", "cost_usd")
+"""Columns of features a scenario may not use: left out of the terminal table when zero or empty
+everywhere (they stay in summary.csv)."""
+
+
+def _idle(summary: pd.DataFrame, column: str) -> bool:
+    if column == "attempts":
+        return bool((summary["attempts"] == summary["offered"]).all())
+    if column not in QUIET_WHEN_IDLE:
+        return False
+    values = pd.to_numeric(summary[column], errors="coerce")
+    return bool(values.isna().all() or (values.fillna(0) == 0).all())
+
+
 def format_summary(result: Result) -> str:
     """Metrics down; one column per row group (all requests, each producer, each stage), as mean [CI]
     with replications."""
     summary = result.summary
     keys = [c for c in key_columns(summary) if c != "scenario"]
-    metrics = [c for c in summary.columns if c != "replication" and c not in keys and c != "scenario"]
+    metrics = [c for c in summary.columns if c != "replication" and c not in keys and c != "scenario"
+               and not _idle(summary, c)]
     columns: dict[str, list[str]] = {}
     aggregated = False
     groups = summary.groupby(keys, sort=False) if keys else [((), summary)]
