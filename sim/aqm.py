@@ -19,28 +19,16 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from sim.distributions import Sampler, Uniform
 from sim.queues import Queue
 
 Drop = Callable[[int, float], None]
 
-UNIFORM_BLOCK = 4096
 
 
-class Uniforms:
+def Uniforms(rng: np.random.Generator) -> Sampler:
     """Uniform(0, 1) numbers drawn in blocks, handed out one at a time."""
-
-    def __init__(self, rng: np.random.Generator) -> None:
-        self._rng = rng
-        self._block: list[float] = []
-        self._next = 0
-
-    def __call__(self) -> float:
-        if self._next == len(self._block):
-            self._block = self._rng.random(UNIFORM_BLOCK).tolist()
-            self._next = 0
-        value = self._block[self._next]
-        self._next += 1
-        return value
+    return Sampler(Uniform(0.0, 1.0), rng)
 
 
 class Red:
@@ -104,7 +92,23 @@ class Proportional:
         return self.uniform() < length / self.capacity
 
 
-class Codel:
+class HeadDrop:
+    """A policy that wraps a queue's ``pop`` and drops requests that waited too long at the head."""
+
+    def __init__(self, queue: Queue, arrival: Sequence[float], drop: Drop, target: float, interval: float) -> None:
+        self.queue = queue
+        self.arrival = arrival
+        """Arrival times by job id: the sojourn at dequeue is ``now - arrival[job]``."""
+        self.drop = drop
+        self.target = target
+        self.interval = interval
+
+    def pop(self, now: float) -> int:
+        """The next request to serve after any drops; -1 if none is left."""
+        raise NotImplementedError
+
+
+class Codel(HeadDrop):
     """CoDel (Nichols & Jacobson; RFC 8289) on a queue of requests.
 
     Each request's sojourn is measured when it is dequeued. Once sojourns have stayed at or
@@ -116,11 +120,7 @@ class Codel:
     """
 
     def __init__(self, queue: Queue, arrival: Sequence[float], drop: Drop, target: float, interval: float) -> None:
-        self.queue = queue
-        self.arrival = arrival
-        self.drop = drop
-        self.target = target
-        self.interval = interval
+        super().__init__(queue, arrival, drop, target, interval)
         self.first_above_time = -1.0  # -1: not above target
         self.drop_next = 0.0
         self.count = 0
@@ -177,7 +177,7 @@ class Codel:
         return job
 
 
-class FailAtScale:
+class FailAtScale(HeadDrop):
     """Facebook's "controlled delay" for server queues (Maurer, ACM Queue 2015).
 
     If the queue has not been empty in the last ``interval`` (N, 100 ms), a request that has
@@ -188,11 +188,7 @@ class FailAtScale:
     """
 
     def __init__(self, queue: Queue, arrival: Sequence[float], drop: Drop, target: float, interval: float) -> None:
-        self.queue = queue
-        self.arrival = arrival
-        self.drop = drop
-        self.target = target
-        self.interval = interval
+        super().__init__(queue, arrival, drop, target, interval)
         self.last_empty = 0.0
 
     def note_push(self, now: float) -> None:

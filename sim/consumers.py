@@ -25,10 +25,10 @@ from simpy.events import Event
 
 from sim.aqm import Uniforms
 from sim.delivery_specs import ScalingSpec
+from sim.distributions import Sampler
 from sim.records import ERROR, NO_REASON, TIMEOUT
 from sim.schema import ConsumersSpec
 
-BLOCK = 4096
 TOKEN_SLACK = 1e-9
 """Refilling ``(1 - tokens) / rate`` seconds later can leave ``tokens`` a rounding error below 1."""
 
@@ -92,10 +92,7 @@ class ServerlessPool:
         self.tokens = self.bucket
         self._refilled_at = 0.0
         self.idle_timeout = scaling.idle_timeout
-        self._cold = scaling.cold_start.build() if scaling.cold_start is not None else None
-        self._rng = rng
-        self._cold_block: list[float] = []
-        self._cold_next = 0
+        self._cold = Sampler(scaling.cold_start.build(), rng) if scaling.cold_start is not None else None
         self.created: list[float] = [0.0] * scaling.initial
         self.reclaimed: list[float] = []
 
@@ -124,14 +121,7 @@ class ServerlessPool:
             del self.free[:stale]
 
     def _cold_start(self) -> float:
-        if self._cold is None:
-            return 0.0
-        if self._cold_next == len(self._cold_block):
-            self._cold_block = self._cold.sample(self._rng, BLOCK).tolist()
-            self._cold_next = 0
-        value = self._cold_block[self._cold_next]
-        self._cold_next += 1
-        return value
+        return self._cold() if self._cold is not None else 0.0
 
     def acquire(self, now: float) -> tuple[Slot, float, bool] | None:
         """A warm environment (no delay), or a new one with its cold start, or None: throttled."""

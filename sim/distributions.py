@@ -142,3 +142,30 @@ class Empirical:
 
     def __repr__(self) -> str:
         return f"Empirical(<{len(self.values)} values, mean {self.mean:.6g}>)"
+
+
+SAMPLER_BLOCK = 4096
+"""Values drawn per NumPy call by a :class:`Sampler`."""
+
+
+class Sampler:
+    """Values of one distribution drawn in blocks and handed out one at a time.
+
+    For draws that happen one by one inside the event loop (a retry's service time, a cold
+    start, a drop decision): one NumPy call per few thousand values, one list index per value.
+    """
+
+    __slots__ = ("block", "dist", "next", "rng")
+
+    def __init__(self, dist: Distribution, rng: np.random.Generator) -> None:
+        self.dist, self.rng = dist, rng
+        self.block: list[float] = []
+        self.next = 0
+
+    def __call__(self) -> float:
+        if self.next == len(self.block):
+            self.block = self.dist.sample(self.rng, SAMPLER_BLOCK).tolist()
+            self.next = 0
+        value = self.block[self.next]
+        self.next += 1
+        return value

@@ -25,8 +25,9 @@ import simpy
 from simpy.events import NORMAL, Event
 
 from sim.arrivals import Floats
+from sim.distributions import Sampler
 from sim.records import Columns, JobLog, RequestLog
-from sim.routing import Client, Router, Sampler, Tracker
+from sim.routing import Client, Router, Tracker
 from sim.schema import ProducerSpec, Scenario, StageSpec
 from sim.stage import Stage, StageStreams, wire_stage
 
@@ -290,7 +291,7 @@ def _direct_arrivals(env: simpy.Environment, jobs: JobLog, stage: Stage,
         if source.patience:
             deadline[job] = now + source.patience[position]
         admit(job, now)
-        # Re-arm the producer's event for its next arrival.
+        # Re-arm the producer's event for its next arrival (as _arrivals does, inlined here).
         position += 1
         if position == source.length:
             if not source.load():
@@ -305,39 +306,38 @@ def _direct_arrivals(env: simpy.Environment, jobs: JobLog, stage: Stage,
 
 def _client_arrivals(env: simpy.Environment, client: Client) -> Callable[[Event], None]:
     """The arrival handler when producers retry: each request's first attempt."""
-    heap, next_id = env._queue, env._eid
 
-    def on_arrival(event: Event) -> None:
-        source: _Source = event._value
-        now: float = env._now
-        position = source.position
+    def accept(source: _Source, position: int, now: float) -> None:
         client.start(source.index, now, source.patience[position] if source.patience else math.inf,
                      source.services[position])
-        position += 1
-        if position == source.length:
-            if not source.load():
-                return
-            position = 0
-        source.position = position
-        event.callbacks = source.callbacks
-        heappush(heap, (source.times[position], NORMAL, next(next_id), event))
 
-    return on_arrival
+    return _arrivals(env, accept)
 
 
 def _routed_arrivals(env: simpy.Environment, router: Tracker) -> Callable[[Event], None]:
     """The arrival handler of a multi-stage scenario: one job per stage the producer publishes to."""
-    heap, next_id = env._queue, env._eid
 
-    def on_arrival(event: Event) -> None:
-        source: _Source = event._value
-        now: float = env._now
-        position = source.position
+    def accept(source: _Source, position: int, now: float) -> None:
         deadline = now + source.patience[position] if source.patience else math.inf
         rid = router.new_request(source.index, now, deadline, len(source.targets))
         for offset, stage in enumerate(source.targets):
             job = router.new_job(rid, stage, source.index, now, deadline, source.demands[offset][position])
             router.stages[stage].admit(job, now)
+
+    return _arrivals(env, accept)
+
+
+def _arrivals(env: simpy.Environment, accept: Callable[[_Source, int, float], None]) -> Callable[[Event], None]:
+    """An arrival handler: ``accept`` the request, then re-arm the producer's event for the next.
+
+    (``_direct_arrivals`` inlines the same steps: it is the hot path of every single-stage run.)
+    """
+    heap, next_id = env._queue, env._eid
+
+    def on_arrival(event: Event) -> None:
+        source: _Source = event._value
+        position = source.position
+        accept(source, position, env._now)
         position += 1
         if position == source.length:
             if not source.load():

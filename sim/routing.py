@@ -24,30 +24,9 @@ from simpy.events import NORMAL, Event
 
 from sim.aqm import Uniforms
 from sim.delivery_specs import RetrySpec
-from sim.distributions import Distribution
+from sim.distributions import Sampler
 from sim.records import COMPLETED, DROPPED, EXPIRED, FAILED, IN_SYSTEM, LATE, REJECTED, JobLog, RequestLog
 from sim.stage import Listener, Stage
-
-SERVICE_BLOCK = 4096
-
-
-class Sampler:
-    """Values of one distribution drawn in blocks and handed out one at a time."""
-
-    __slots__ = ("block", "dist", "next", "rng")
-
-    def __init__(self, dist: Distribution, rng: np.random.Generator) -> None:
-        self.dist, self.rng = dist, rng
-        self.block: list[float] = []
-        self.next = 0
-
-    def __call__(self) -> float:
-        if self.next == len(self.block):
-            self.block = self.dist.sample(self.rng, SERVICE_BLOCK).tolist()
-            self.next = 0
-        value = self.block[self.next]
-        self.next += 1
-        return value
 
 
 class Tracker(Listener):
