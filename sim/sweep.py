@@ -140,7 +140,10 @@ def build_point(
     data = apply_overrides(raw, overrides, where=where)
     scenario = scenario_from_dict(data, base_dir=base_dir, source=source, where=where)
     dumped = scenario.model_dump(mode="json")
-    values = {key: _scalar(value_at(dumped, key)) for key in overrides}
+    # A mapping (a distribution, a queue block) is shown as written: its validated form spells
+    # out every default and would bury what the sweep changes.
+    values = {key: _text(value) if isinstance(value, dict | list) else _scalar(value_at(dumped, key))
+              for key, value in overrides.items()}
     return Point(index=index, overrides=dict(overrides), values=values, scenario=scenario)
 
 

@@ -91,8 +91,8 @@ def test_distributions_and_unbounded_can_be_swept(sweep_file: Path) -> None:
     result = sweep(load_experiment(sweep_file, sweep=[f"{RATE}=50/s", "queue.discipline=fifo"]), replications=2)
     assert isinstance(result, SweepResult)
     means = result.summary[result.summary["replication"] == "mean"]
-    assert means["consumers.service"].tolist() == ["{dist: exponential, mean: 0.03}"] * 2 + [
-        "{dist: constant, value: 0.03}"] * 2  # a mapping is shown as its (validated) YAML
+    assert means["consumers.service"].tolist() == ["{dist: exponential, mean: 30ms}"] * 2 + [
+        "{dist: constant, value: 30ms}"] * 2  # a mapping is shown as written (its YAML)
     assert means["queue.capacity"].isna().tolist() == [False, True, False, True]  # unbounded is empty
     bounded = means[means["queue.capacity"] == 5]
     assert (bounded["rejected"] > 0).all()  # 50/s into 2 x 30 ms with room for 5: some are turned away
