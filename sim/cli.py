@@ -368,6 +368,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(error) if isinstance(error, _Interrupted) else "interrupted"
         print(f"qsim: {message}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as error:  # e.g. a results or cache folder that cannot be created
+        where = f"{error.filename}: " if error.filename else ""
+        reason = error.strerror or type(error).__name__
+        print(f"qsim: error: {where}{reason}; check the path (--out) and its permissions", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,10 +18,12 @@ At-least-once semantics, event by event:
   successful processing is a duplicate.
 
 Pollers (the event source mapping's concurrent batches) start at ``pollers.initial`` when
-the first message arrives and grow by ``pollers.rate`` up to ``pollers.max``; they do not see
-the function's concurrency, so they can pull more than it may run. Retention is applied
-when a message would be received. Visibility timeouts cost one event per batch, not per
-message.
+messages arrive at an idle queue and grow by ``pollers.rate`` up to ``pollers.max``; once the
+queue is empty and idle they scale back, so the next burst ramps up again. They do not see
+the function's concurrency, so they can pull more than it may run; a poller whose batch is
+throttled backs off for ``pollers.throttle_backoff`` before it receives again. Retention is
+applied when a message would be received. Visibility timeouts cost one event per batch, not
+per message.
 """
 
 from __future__ import annotations
@@ -161,6 +163,8 @@ def wire_broker(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
         if acquired is None:
             for job in taken:
                 throttles[job] += 1  # the invocation is throttled; the batch returns after the timeout
+            state["active"] += 1  # the poller backs off before it receives again
+            at(now + pollers.throttle_backoff, on_backoff)
             return True
         invoke(acquired[0], acquired[1], acquired[2], receipt, taken, now)
         return True
@@ -212,6 +216,7 @@ def wire_broker(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
         pool.release(slot, now)
         state["active"] -= 1
         poll(now)
+        settle_down(now)
 
     def on_visibility(event: Event) -> None:
         receipt, taken = event._value
@@ -221,6 +226,18 @@ def wire_broker(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
                 del in_flight[job]
                 visible.append(job)
         poll(now)
+
+    def on_backoff(event: Event) -> None:
+        state["active"] -= 1
+        now: float = env._now
+        poll(now)
+        settle_down(now)
+
+    def settle_down(now: float) -> None:
+        """When the broker is empty and idle, the mapping scales back: the next burst ramps up from ``initial``."""
+        if state["active"] == 0 and not in_flight and all(outcome[job] != IN_SYSTEM for job in visible):
+            visible.clear()
+            state["first"] = math.nan
 
     def on_window(event: Event) -> None:
         state["window"] = False

@@ -63,6 +63,13 @@ class BatchSpec(Strict):
     partial_failures: bool = False
     """ReportBatchItemFailures: only the failed messages come back, not the whole batch."""
 
+    @model_validator(mode="after")
+    def _aws_limits(self) -> BatchSpec:
+        if self.size > 10 and self.window < 1.0:
+            raise FieldError("SQS allows batches above 10 only with a batching window of at least 1s; "
+                             "set window: 1s or size: 10", ("size",), self.size)
+        return self
+
 
 class SlowdownSpec(Strict):
     """Service times of work started in ``[start, end)`` are multiplied by ``factor`` (a degraded dependency)."""
@@ -81,7 +88,7 @@ class SlowdownSpec(Strict):
 class DeliverySpec(Strict):
     """SQS-like at-least-once delivery: receive, hide for the visibility timeout, delete on success."""
 
-    visibility_timeout: NonNegativeDuration = 30.0
+    visibility_timeout: Annotated[NonNegativeDuration, Field(le=12 * 3600)] = 30.0
     max_receives: Annotated[Int, Field(ge=1, le=1000)] | None = None
     """After this many receives a message goes to the dead-letter queue (none: it never does)."""
     retention: PositiveDuration = 4 * 86400.0
@@ -100,6 +107,14 @@ class PollersSpec(Strict):
     initial: Annotated[Int, Field(ge=1)] = 5
     rate: PositiveRate = 5.0
     max: Annotated[Int, Field(ge=1)] = 1000
+    throttle_backoff: PositiveDuration = 1.0
+    """A poller whose batch was throttled waits this long before receiving again."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PollersSpec:
+        if self.initial > self.max:
+            raise FieldError(f"initial must not exceed max ({self.max})", ("initial",), self.initial)
+        return self
 
 
 class BudgetSpec(Strict):
@@ -121,6 +136,8 @@ class RetrySpec(Strict):
     attempts: Annotated[Int, Field(ge=1)] = 3
     backoff: Literal["exponential", "constant"] = "exponential"
     base: PositiveDuration = 0.1
+    throttle_base: PositiveDuration | None = None
+    """The base after a throttle (HTTP 429); the AWS SDK's standard mode uses 500ms. Default: ``base``."""
     cap: PositiveDuration = 20.0
     jitter: Literal["none", "full", "equal", "decorrelated"] = "full"
     on: list[RetryOn] = Field(default_factory=lambda: list(DEFAULT_RETRY_ON))

@@ -110,7 +110,7 @@ def summary_columns(scenario: Scenario) -> list[str]:
     return [
         *KEY_COLUMNS,
         "offered", "completed", "late", "expired", "rejected", "dropped", "failed", "dead_lettered", "in_system",
-        "dropped_overflow", "dropped_aqm",
+        "overdue", "dropped_overflow", "dropped_aqm",
         "attempts", "retries", "throttles", "cold_starts", "duplicates",
         "timeout_rate", "starvation", "throughput", "goodput",
         "latency_mean", *latency,
@@ -246,7 +246,9 @@ def summarize(records: RunRecords, scenario: Scenario, replication: int,
         latency = (c.finish[mask] - c.arrival[mask])[served]
         wait = (c.start[mask] - c.arrival[mask])[served]
         offered = len(outcome)
-        lost = offered - counts["completed"] - counts["in_system"]
+        # Still in the system at the end but past the deadline: the client has already given up.
+        overdue = int(np.count_nonzero((outcome == IN_SYSTEM) & (c.deadline[mask] < end)))
+        lost = offered - counts["completed"] - counts["in_system"] + overdue
         row: dict[str, object] = {
             "scenario": scenario.name,
             "replication": replication,
@@ -255,10 +257,11 @@ def summarize(records: RunRecords, scenario: Scenario, replication: int,
             "offered": offered,
             **{label: counts[label] for label in OUTCOMES if label != "in_system"},
             "in_system": counts["in_system"],
+            "overdue": overdue,
             "dropped_overflow": int(np.count_nonzero((outcome == DROPPED) & (reason == OVERFLOW))),
             "dropped_aqm": int(np.count_nonzero((outcome == DROPPED) & (reason == AQM))),
             **_usage(records, scenario, view),
-            "timeout_rate": (counts["late"] + counts["expired"]) / offered if offered else math.nan,
+            "timeout_rate": (counts["late"] + counts["expired"] + overdue) / offered if offered else math.nan,
             "starvation": lost / offered if offered else math.nan,
             "throughput": int(served.sum()) / span if span > 0 else math.nan,
             "goodput": counts["completed"] / span if span > 0 else math.nan,

@@ -23,6 +23,8 @@ class Queue(Protocol):
 
     def evict(self) -> int: ...
 
+    def evict_for(self, rid: int, /) -> int: ...
+
     def __len__(self) -> int: ...
 
     def waiting(self) -> list[int]: ...
@@ -38,6 +40,10 @@ class FifoQueue(deque[int]):
     pop = deque.popleft
     evict = deque.popleft
 
+    def evict_for(self, rid: int) -> int:
+        """Make room for ``rid``: evict the oldest (-1 would mean: reject ``rid`` instead)."""
+        return self.popleft()
+
     def waiting(self) -> list[int]:
         """Ids in serving order (for tests and the end-of-run state)."""
         return list(self)
@@ -48,6 +54,9 @@ class LifoQueue(deque[int]):
 
     push = deque.append
     evict = deque.popleft  # the oldest sits at the bottom of the stack
+
+    def evict_for(self, rid: int) -> int:
+        return self.popleft()
 
     def waiting(self) -> list[int]:
         return list(reversed(self))
@@ -86,6 +95,14 @@ class PriorityQueue:
                 return level.popleft()
         raise IndexError("evict from an empty queue")
 
+    def evict_for(self, rid: int) -> int:
+        """Make room for ``rid``: evict the oldest of the lowest-priority level waiting, unless
+        ``rid`` itself has a lower priority than everyone waiting (then -1: reject ``rid``).
+        High priority never loses its place to low priority."""
+        arriving = self._level_of(rid)
+        lowest = max(index for index, level in enumerate(self._levels) if level)
+        return -1 if arriving > lowest else self.evict()
+
     def __len__(self) -> int:
         return self._size
 
@@ -103,6 +120,9 @@ class AdaptiveLifoQueue(deque[int]):
     """
 
     evict = deque.popleft
+
+    def evict_for(self, rid: int) -> int:
+        return self.popleft()
 
     def __init__(self, length: int | None, wait: float | None, arrival: Sequence[float],
                  clock: Callable[[], float]) -> None:

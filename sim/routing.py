@@ -20,12 +20,12 @@ from heapq import heappush
 
 import numpy as np
 import simpy
-from simpy.events import NORMAL, Event
+from simpy.events import NORMAL, Event, EventPriority
 
 from sim.aqm import Uniforms
 from sim.delivery_specs import RetrySpec
 from sim.distributions import Sampler
-from sim.records import COMPLETED, DROPPED, EXPIRED, FAILED, IN_SYSTEM, LATE, REJECTED, JobLog, RequestLog
+from sim.records import COMPLETED, DROPPED, EXPIRED, FAILED, IN_SYSTEM, LATE, REJECTED, THROTTLE, JobLog, RequestLog
 from sim.stage import Listener, Stage
 
 
@@ -105,6 +105,9 @@ class Router(Tracker):
                 requests.outcome[rid] = COMPLETED if now <= requests.deadline[rid] else LATE
 
 
+AFTER_NORMAL = EventPriority(NORMAL + 1)
+"""SimPy event priority for client deadlines: ties go to the work that finishes at that moment."""
+
 #: What kind of failure each attempt outcome is, for ``retry.on``.
 FAILURE_KINDS = {REJECTED: "rejected", DROPPED: "dropped", FAILED: "failed", EXPIRED: "timeout"}
 
@@ -134,12 +137,13 @@ class Client(Tracker):
         self.sleep: dict[int, float] = {}
         """Decorrelated jitter: the previous sleep of each request."""
 
-    def _at(self, time: float, callback: Callable[[Event], None], value: object) -> None:
+    def _at(self, time: float, callback: Callable[[Event], None], value: object,
+            priority: EventPriority = NORMAL) -> None:
         event = Event(self.env)
         event._ok = True
         event._value = value
         event.callbacks = [callback]
-        heappush(self.env._queue, (time, NORMAL, next(self.env._eid), event))
+        heappush(self.env._queue, (time, priority, next(self.env._eid), event))
 
     def start(self, producer: int, now: float, patience: float, service: float) -> None:
         """A new request: its first attempt."""
@@ -154,7 +158,9 @@ class Client(Tracker):
         self.active[rid] = job
         retry = self.retries[producer]
         if retry is not None and "timeout" in retry.on and math.isfinite(deadline):
-            self._at(deadline, self._on_deadline, job)
+            # After every ordinary event at that instant: an attempt that finishes exactly at
+            # its deadline is completed (finish <= deadline), so the client must not retry it.
+            self._at(deadline, self._on_deadline, job, AFTER_NORMAL)
         self.stages[0].admit(job, now)
 
     def served(self, job: int, now: float) -> None:
@@ -196,25 +202,28 @@ class Client(Tracker):
             if self.tokens[producer] >= cost:
                 self.tokens[producer] -= cost
                 self.active[rid] = -1
-                self._at(now + self._backoff(rid, retry, made - 1, producer), self._on_retry, (rid, producer, made))
+                throttled = self.jobs.reason[job] == THROTTLE and retry.throttle_base is not None
+                base = retry.throttle_base if throttled and retry.throttle_base is not None else retry.base
+                delay = self._backoff(rid, retry, base, made - 1, producer)
+                self._at(now + delay, self._on_retry, (rid, producer, made))
                 return
         if outcome is not None:
             self._resolve(rid, outcome, now)
         else:
             self.gave_up.add(rid)  # timed out, no retry: the attempt decides the request when it ends
 
-    def _backoff(self, rid: int, retry: RetrySpec, retries_so_far: int, producer: int) -> float:
+    def _backoff(self, rid: int, retry: RetrySpec, base: float, retries_so_far: int, producer: int) -> float:
         """The wait before the next attempt (Brooker 2015): exponential with cap, then jitter."""
         uniform = self.uniforms[producer]
         if retry.jitter == "decorrelated":
-            previous = self.sleep.get(rid, retry.base)
-            sleep = min(retry.cap, retry.base + uniform() * (3 * previous - retry.base))
+            previous = self.sleep.get(rid, base)
+            sleep = min(retry.cap, base + uniform() * (3 * previous - base))
             self.sleep[rid] = sleep
             return sleep
         if retry.backoff == "exponential":
-            ceiling = min(retry.cap, retry.base * 2.0**retries_so_far)
+            ceiling = min(retry.cap, base * 2.0**retries_so_far)
         else:
-            ceiling = min(retry.cap, retry.base)
+            ceiling = min(retry.cap, base)
         if retry.jitter == "full":
             return uniform() * ceiling
         if retry.jitter == "equal":

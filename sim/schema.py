@@ -151,7 +151,7 @@ class QueueSpec(Strict):
 class ConsumersSpec(Strict):
     """The workers: a fixed pool (all warm), or Lambda-like environments with ``scaling``."""
 
-    concurrency: Annotated[Int, Field(ge=1)]
+    concurrency: Annotated[Int, Field(ge=1, le=1_000_000)]
     service: DistributionSpec | None = None
     scaling: ScalingSpec | None = None
     memory_mb: Annotated[Int, Field(ge=128, le=10240)] | None = None
@@ -198,6 +198,11 @@ class ReportSpec(Strict):
     bucket: PositiveDuration = 1.0
 
 
+MAX_PRODUCERS = 100
+MAX_STAGES = 100
+"""Producers and stages are stored as small integers in the request log (one byte each)."""
+
+
 class Scenario(Strict):
     """A validated scenario. Build one with :func:`sim.load_scenario` or :func:`sim.scenario_from_dict`."""
 
@@ -208,10 +213,10 @@ class Scenario(Strict):
     until: PositiveDuration | None = None
     warmup: NonNegativeDuration | Literal["auto"] = 0.0
     """Seconds to leave out of request statistics, or ``auto`` (MSER-5 on the time series)."""
-    producers: list[ProducerSpec] = Field(min_length=1)
+    producers: list[ProducerSpec] = Field(min_length=1, max_length=MAX_PRODUCERS)
     queue: QueueSpec | None = None
     consumers: ConsumersSpec | None = None
-    stages: list[StageSpec] | None = None
+    stages: Annotated[list[StageSpec], Field(max_length=MAX_STAGES)] | None = None
     report: ReportSpec = ReportSpec()
     cost: CostSpec = CostSpec()
 

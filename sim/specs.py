@@ -246,7 +246,8 @@ DISTRIBUTIONS = ("exponential", "constant", "uniform", "lognormal", "gamma", "em
 
 
 def _fixed_or_distribution(value: Any) -> str:
-    return "distribution" if isinstance(value, dict) else "fixed"
+    # A dict when validating, a spec model when serialising (the manifest): both are distributions.
+    return "distribution" if isinstance(value, dict | BaseModel) else "fixed"
 
 
 Timeout = Annotated[

@@ -123,7 +123,7 @@ def _wire_queue(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
     switch = qspec.switch
     queue = make_queue(qspec.discipline, levels, producer.__getitem__, length=switch.length,
                        wait=switch.wait, arrival=arrival, clock=lambda: env._now)
-    push, evict = queue.push, queue.evict
+    push, evict_for = queue.push, queue.evict_for
 
     def settle(job: int, code: int, now: float, why: int = 0) -> None:
         """The job leaves without being served."""
@@ -244,8 +244,8 @@ def _wire_queue(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
             push(job)
             if serverless is not None:
                 request_allowance(now)
-        elif drop_oldest and queue:
-            settle(evict(), DROPPED, now, OVERFLOW)
+        elif drop_oldest and queue and (victim := evict_for(job)) >= 0:
+            settle(victim, DROPPED, now, OVERFLOW)
             push(job)
         elif serverless is not None and limit == 0:
             if metered:

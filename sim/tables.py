@@ -64,7 +64,7 @@ def _aggregates(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series] | 
     return (rows[labels == "mean"].iloc[0], rows[labels == "ci_low"].iloc[0], rows[labels == "ci_high"].iloc[0])
 
 
-QUIET_WHEN_IDLE = ("failed", "dead_lettered", "dropped_overflow", "dropped_aqm", "retries", "throttles",
+QUIET_WHEN_IDLE = ("failed", "dead_lettered", "overdue", "dropped_overflow", "dropped_aqm", "retries", "throttles",
                    "cold_starts", "duplicates", "cost_usd")
 """Columns of features a scenario may not use: left out of the terminal table when zero or empty
 everywhere (they stay in summary.csv)."""

@@ -171,3 +171,26 @@ def test_sqs_cost_counts_send_receive_and_delete_calls() -> None:
     row = sim.run(scenario).summary.iloc[0]
     # 4 sends + 2 receives + 2 batch deletes; the consumers are not Lambda (no memory, no scaling).
     assert row["cost_usd"] == 8.0
+
+
+def test_a_throttled_poller_backs_off_instead_of_draining_the_queue() -> None:
+    # 20 messages, 2 environments, 5 pollers: at t=0 two batches run and three are throttled;
+    # those three pollers wait 1 s (throttle_backoff) before receiving again, so the queue is
+    # not received (and throttled) all at once.
+    result = sim.run(broker(1.0, count=20, concurrency=2, pollers={"initial": 5, "max": 5},
+                            delivery={"visibility_timeout": "30s"}))
+    throttles = usage(result, "throttles")
+    assert sum(throttles) <= 3 * 10 + 3  # at most three throttled receives per second of work
+    assert outcomes(result).count("completed") == 20
+
+
+def test_pollers_ramp_again_after_the_queue_has_been_idle() -> None:
+    # One message at t=0 drains at once; a burst at t=600 must ramp from `initial` again.
+    scenario = make_scenario(
+        producers=[{"name": "early", "arrivals": {"process": "burst", "count": 1}},
+                   {"name": "burst", "arrivals": {"process": "burst", "count": 6, "at": "600s"}}],
+        consumers={"concurrency": 10, "service": {"dist": "constant", "value": "10s"}, "batch": {"size": 1}},
+        queue={"delivery": {"visibility_timeout": "1min"}, "pollers": {"initial": 1, "rate": "1/s", "max": 10}},
+    )
+    starts = sim.run(scenario).runs[0].records.jobs.start.tolist()
+    assert starts == [0.0, 600.0, 601.0, 602.0, 603.0, 604.0, 605.0]

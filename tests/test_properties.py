@@ -205,6 +205,9 @@ def test_every_request_and_every_job_of_a_topology_ends_once(data: dict[str, Any
 def test_littles_law_holds_exactly_on_every_sample_path(data: dict[str, Any]) -> None:
     # Over a run that drains completely, the area under "requests in the system" equals the
     # sum of the time each request spent in it: L * T = sum(W), with no statistical error.
+    # Both sides come from the same records, so this checks the time-average machinery (step
+    # functions, the time series) rather than the engine; the engine's L = lambda W is checked
+    # against queueing theory in tests/test_theory.py.
     data.pop("until", None)
     data.pop("warmup", None)
     scenario = sim.scenario_from_dict(data)

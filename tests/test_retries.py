@@ -144,3 +144,24 @@ def test_time_series_shows_attempts_next_to_arrivals() -> None:
     assert series["arrivals"].sum() == 2
     assert series["attempts"].sum() == 4
     assert np.all(series["attempts"] >= 0)
+
+
+def test_an_attempt_finishing_exactly_at_its_deadline_is_not_retried() -> None:
+    # Constant 1 s service and a 1 s timeout: each attempt finishes exactly at its deadline,
+    # which counts as completed, so the client must not also retry it.
+    result = sim.run(clients({"attempts": 3, "jitter": "none", "on": ["timeout"]}, rate="1/s", count=3,
+                             timeout="1s", service="1s", capacity="unbounded"))
+    row = result.summary.iloc[0]
+    assert (row["completed"], row["attempts"]) == (3, 3)
+
+
+def test_throttled_attempts_back_off_from_the_throttle_base() -> None:
+    retry = {"attempts": 3, "base": "100ms", "throttle_base": "500ms", "jitter": "none", "on": ["rejected"]}
+    scenario = make_scenario(
+        producers=[{"arrivals": {"process": "constant", "rate": "2/s", "count": 2}, "retry": retry}],
+        queue={"capacity": 0},
+        consumers={"concurrency": 1, "service": {"dist": "constant", "value": "10s"},
+                   "scaling": {"rate": "1/min", "burst": 1}},
+    )
+    # Request 1 is throttled (no environment, no allowance): retried 500 ms, then 1 s later.
+    assert attempts_of(sim.run(scenario), 1) == [0.5, 1.0, 2.0]

@@ -186,3 +186,30 @@ def test_patience_distribution_draws_a_deadline_per_request() -> None:
     patience = frame["deadline"] - frame["arrival"]
     assert ((patience >= 5) & (patience <= 6)).all()
     assert patience.nunique() == 4
+
+
+def test_drop_oldest_never_evicts_higher_priority_for_lower() -> None:
+    scenario = make_scenario(
+        producers=[
+            {"name": "hi", "priority": 0, "arrivals": {"process": "constant", "rate": "10/s", "count": 2}},
+            {"name": "lo", "priority": 9, "arrivals": {"process": "constant", "rate": "10/s", "start": "0.2s",
+                                                       "count": 1}},
+        ],
+        queue={"discipline": "priority", "capacity": 1, "overflow": "drop-oldest"},
+    )
+    # hi at 0 is served, hi at 0.1 waits; lo at 0.2 finds the queue full of higher priority:
+    # it is rejected rather than evicting hi.
+    assert trace(sim.run(scenario)) == [
+        (0, "completed", 0.0, 1.0),
+        (1, "completed", 1.0, 2.0),
+        (2, "rejected", None, 0.2),
+    ]
+
+
+def test_requests_past_their_deadline_at_until_count_as_timed_out() -> None:
+    scenario = make_scenario(producers=[{"arrivals": {"process": "constant", "rate": "10/s", "count": 4},
+                                         "timeout": "1.5s"}], until="2.5s")
+    row = sim.run(scenario).summary.iloc[0]
+    # Request 1 is late; 2 and 3 are still in the system at 2.5 s, past their deadlines (1.7, 1.8).
+    assert (row["late"], row["in_system"], row["overdue"]) == (1, 2, 2)
+    assert row["timeout_rate"] == 3 / 4

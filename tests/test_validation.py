@@ -436,3 +436,12 @@ def test_overrides_on_a_file_that_is_a_list_report_the_file(tmp_path: Path) -> N
 def test_the_package_exports_the_api() -> None:
     assert sim.load_scenario is load_scenario
     assert sim.ScenarioError is ScenarioError
+
+
+def test_a_patience_distribution_serialises_without_warnings() -> None:
+    # The manifest dumps the scenario; pytest turns warnings into errors here.
+    from tests.helpers import make_scenario
+
+    scenario = make_scenario(producers=[{"arrivals": {"process": "burst", "count": 1},
+                                         "timeout": {"dist": "exponential", "mean": "1s"}}])
+    assert scenario.model_dump(mode="json")["producers"][0]["timeout"] == {"dist": "exponential", "mean": 1.0}
