@@ -42,8 +42,6 @@ COLD_STARTS, FAILURES = range(1, 3)
 STAGE_STREAMS = 1_000_000
 """Spawn-key namespace for stage-owned streams (AQM drop decisions): ``(STAGE_STREAMS + stage,)``."""
 
-SERVICE_BLOCK = 4096
-
 
 def stream(seeds: np.random.SeedSequence, *key: int) -> np.random.Generator:
     """An independent generator for one role, keyed by position rather than by spawn order."""
@@ -73,15 +71,17 @@ class RunRecords:
     wall_time: float
     stage_names: tuple[str, ...] = ("main",)
     stage_concurrency: tuple[int, ...] = ()
-    requests_unresolved: int = 0
-    """Requests still in the system at the end (equals queued + busy jobs with one stage)."""
     environments: tuple[tuple[list[float], list[float]], ...] = ()
     """Per stage, when each execution environment was created and reclaimed (NaN: alive at the end)."""
     stage_priced: tuple[bool, ...] = ()
     stage_memory_gb: tuple[float, ...] = ()
-    stage_brokered: tuple[bool, ...] = ()
     invocations: tuple[tuple[list[float], list[float]] | None, ...] = ()
     """Per brokered stage, start and end of each invocation (busy time is counted from these)."""
+
+    @property
+    def brokered_stages(self) -> list[int]:
+        """Indexes of the stages fed by broker delivery (the ones with invocation records)."""
+        return [index for index, calls in enumerate(self.invocations) if calls is not None]
 
 
 class _Source:
@@ -91,7 +91,6 @@ class _Source:
         "blocks",
         "callbacks",
         "demands",
-        "event",
         "index",
         "length",
         "patience",
@@ -106,12 +105,12 @@ class _Source:
     )
 
     def __init__(self, index: int, spec: ProducerSpec, scenario: Scenario, seeds: np.random.SeedSequence,
-                 event: Event) -> None:
+                 service_rng: Callable[[int, int], np.random.Generator]) -> None:
         self.index = index
         self.blocks: Iterator[Floats] = spec.arrivals.build().blocks(stream(seeds, index, ARRIVALS))
         self.targets = scenario.entry_stages(spec)
         self.service_dists = [scenario.service_at(stage, spec) for stage in self.targets]
-        self.service_rngs = [stream(seeds, index, SERVICE, stage) for stage in self.targets]
+        self.service_rngs = [service_rng(index, stage) for stage in self.targets]
         self.timeout = spec.timeout
         self.patience_rng = stream(seeds, index, PATIENCE)
         self.times: list[float] = []
@@ -123,7 +122,6 @@ class _Source:
         """Seconds each request of the block waits before its client gives up; empty if forever."""
         self.position = 0
         self.length = 0
-        self.event = event
         self.callbacks: list[Callable[[Event], None]] = []
 
     def load(self) -> bool:
@@ -158,7 +156,8 @@ def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: Progre
     routed = retrying or len(specs) > 1 or any(len(scenario.entry_stages(p)) > 1 for p in scenario.producers)
     metered = retrying or any(_metered(spec) for spec in specs) or any(p.failure for p in scenario.producers)
     jobs = JobLog(routed, metered=metered)
-    tracker = _tracker(env, scenario, seeds, jobs) if routed else None
+    service_rng = _service_streams(seeds)
+    tracker = _tracker(env, scenario, seeds, jobs, service_rng) if routed else None
     failures = [p.failure.probability if p.failure is not None else 0.0 for p in scenario.producers]
     stages = [wire_stage(env, spec, jobs, levels=[p.priority or 0 for p in scenario.producers],
                          producer_names=names, producer_failure=failures, streams=_stage_streams(seeds, index),
@@ -179,7 +178,7 @@ def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: Progre
     for index, producer in enumerate(scenario.producers):
         event = Event(env)
         event._ok = True
-        source = _Source(index, producer, scenario, seeds, event)
+        source = _Source(index, producer, scenario, seeds, service_rng)
         source.callbacks = callbacks
         event._value = source
         horizon = max(horizon, producer.arrivals.build().horizon)
@@ -219,11 +218,9 @@ def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: Progre
         wall_time=time.perf_counter() - wall_start,
         stage_names=tuple(stage.name for stage in stages),
         stage_concurrency=tuple(stage.concurrency for stage in stages),
-        requests_unresolved=int(np.count_nonzero(np.isnan(columns.finish))),
         environments=tuple(stage.pool.lifetimes(end_time) for stage in stages),
         stage_priced=tuple(stage.priced for stage in stages),
         stage_memory_gb=tuple(spec.consumers.memory_gb for spec in specs),
-        stage_brokered=tuple(spec.queue.delivery is not None for spec in specs),
         invocations=tuple(stage.invocations for stage in stages),
     )
 
@@ -241,7 +238,25 @@ def _stage_streams(seeds: np.random.SeedSequence, index: int) -> StageStreams:
                         failure=stream(seeds, base, FAILURES))
 
 
-def _tracker(env: simpy.Environment, scenario: Scenario, seeds: np.random.SeedSequence, jobs: JobLog) -> Tracker:
+def _service_streams(seeds: np.random.SeedSequence) -> Callable[[int, int], np.random.Generator]:
+    """The service-demand generator of each (producer, stage), made once and shared.
+
+    A producer's demands at a stage come from one generator whether the request was
+    published there directly or passed on by another stage, so the two never repeat each
+    other's draws.
+    """
+    made: dict[tuple[int, int], np.random.Generator] = {}
+
+    def service_rng(producer: int, stage: int) -> np.random.Generator:
+        if (producer, stage) not in made:
+            made[producer, stage] = stream(seeds, producer, SERVICE, stage)
+        return made[producer, stage]
+
+    return service_rng
+
+
+def _tracker(env: simpy.Environment, scenario: Scenario, seeds: np.random.SeedSequence, jobs: JobLog,
+             service_rng: Callable[[int, int], np.random.Generator]) -> Tracker:
     """The request-level listener: a client that retries, or a router through the stages."""
     producers = scenario.producers
     if any(p.retry is not None for p in producers):
@@ -252,7 +267,7 @@ def _tracker(env: simpy.Environment, scenario: Scenario, seeds: np.random.SeedSe
                       [stream(seeds, i, RETRIES) for i in range(len(producers))])
     specs = scenario.stage_list
     by_name = {spec.name: index for index, spec in enumerate(specs)}
-    samplers = [[Sampler(scenario.service_at(s, p), stream(seeds, pi, SERVICE, s)) for pi, p in enumerate(producers)]
+    samplers = [[Sampler(scenario.service_at(s, p), service_rng(pi, s)) for pi, p in enumerate(producers)]
                 for s in range(len(specs))]
     return Router(jobs, RequestLog(), [[by_name[t] for t in spec.then] for spec in specs], samplers)
 

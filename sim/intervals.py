@@ -142,7 +142,7 @@ class Intervals:
         started = ~np.isnan(columns.start)
         busy_end = np.where(started, self._job_left(), np.nan)
         keep = started & (busy_end > columns.start)
-        brokered = [index for index, calls in enumerate(records.invocations) if calls is not None]
+        brokered = records.brokered_stages
         if brokered:
             keep &= ~np.isin(columns.stage, brokered)
         if stage is not None:

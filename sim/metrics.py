@@ -180,7 +180,7 @@ def _batched_busy(records: RunRecords, view: _View, span: float) -> float:
     invocation (including cold starts, failed and duplicate deliveries).
     """
     usage = records.jobs.usage
-    brokered = [index for index, calls in enumerate(records.invocations) if calls is not None]
+    brokered = records.brokered_stages
     if view.producer == "all" or not brokered or usage is None or span <= 0:
         return 0.0
     seconds = 0.0
@@ -208,7 +208,7 @@ def _usage(records: RunRecords, scenario: Scenario, view: _View) -> dict[str, fl
     prices = scenario.cost
     lambda_stages = np.flatnonzero(np.array(records.stage_priced, dtype=bool))
     lambda_jobs = mask & np.isin(jobs.stage, lambda_stages)
-    priced = bool(len(lambda_stages)) or any(records.stage_brokered)
+    priced = bool(len(lambda_stages)) or bool(records.brokered_stages)
     cost = (float(np.sum(usage.invocations[lambda_jobs])) * prices.lambda_request
             + float(np.sum(usage.gb_seconds[lambda_jobs])) * prices.lambda_gb_second
             + float(np.sum(usage.sqs_requests[mask])) * prices.sqs_request)

@@ -163,3 +163,21 @@ def test_cobham_waits_of_two_non_preemptive_priority_classes(service: dict[str, 
     for level in (0, 1):
         assert_agrees(np.array(waits[level]), expected[level])
     assert expected[1] > 2 * expected[0], name  # the low class waits much longer
+
+
+def test_a_stage_reached_directly_and_through_another_draws_independent_demands() -> None:
+    # Requests are published to a and b, and a passes each on to b too. Both kinds of b job
+    # draw from the producer's one stream for b, so their demands must not repeat each other.
+    result = sim.run(sim.scenario_from_dict({
+        "name": "overlap", "seed": 3,
+        "producers": [{"to": ["a", "b"], "arrivals": {"process": "constant", "rate": "10/s", "count": 50}}],
+        "stages": [
+            {"name": "a", "consumers": {"concurrency": 5, "service": {"dist": "exponential", "mean": "10ms"}},
+             "then": ["b"]},
+            {"name": "b", "consumers": {"concurrency": 5, "service": {"dist": "exponential", "mean": "10ms"}}},
+        ],
+    }))
+    jobs = result.runs[0].records.jobs
+    demands = jobs.service[jobs.stage == 1]
+    assert len(demands) == 100  # 50 published directly, 50 passed on by a
+    assert len(np.unique(demands)) == 100
