@@ -110,11 +110,11 @@ def _wire_queue(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
     assert isinstance(next_id, counter)
     arrival, deadline, service = log.arrival, log.deadline, log.service
     start, finish, outcome, reason, producer = log.start, log.finish, log.outcome, log.reason, log.producer
+    # The engine meters every scenario that uses scaling, timeouts, failures or slowdowns, so
+    # one flag picks the plain hot path or the one that consults Execution and keeps usage.
     metered = log.metered
     cold_starts, throttles, gb_seconds, invocations = log.cold_starts, log.throttles, log.gb_seconds, log.invocations
     memory_gb = spec.consumers.memory_gb
-    extended = metered or isinstance(pool, ServerlessPool) or bool(execution.slowdowns) or \
-        execution.timeout is not None or execution.uniform is not None
 
     qspec = spec.queue
     limit = math.inf if qspec.capacity is None else qspec.capacity
@@ -152,13 +152,12 @@ def _wire_queue(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
         slot.job = job
         event = slot.event
         event.callbacks = on_finish_callbacks  # SimPy iterates and drops it; reusing one list is safe
-        if extended:
+        if metered:
             work, slot.reason = execution.run(service[job], now, producer[job])
-            if metered:
-                if cold:
-                    cold_starts[job] += 1
-                gb_seconds[job] += (init + work) * memory_gb
-                invocations[job] += 1
+            if cold:
+                cold_starts[job] += 1
+            gb_seconds[job] += (init + work) * memory_gb
+            invocations[job] += 1
             heappush(heap, (now + init + work, NORMAL, next(next_id), event))
         else:
             heappush(heap, (now + service[job], NORMAL, next(next_id), event))
@@ -184,7 +183,7 @@ def _wire_queue(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
         now: float = env._now
         job = slot.job
         finish[job] = now
-        if extended and slot.reason:
+        if metered and slot.reason:
             outcome[job] = FAILED
             reason[job] = slot.reason
             if listener is not None:
@@ -248,8 +247,7 @@ def _wire_queue(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
             settle(victim, DROPPED, now, OVERFLOW)
             push(job)
         elif serverless is not None and limit == 0:
-            if metered:
-                throttles[job] += 1
+            throttles[job] += 1
             settle(job, REJECTED, now, THROTTLE)  # a direct invocation finding no environment: HTTP 429
         else:
             settle(job, REJECTED, now)
