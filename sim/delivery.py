@@ -53,7 +53,7 @@ from sim.records import (
     JobLog,
 )
 from sim.schema import StageSpec
-from sim.stage import Listener, Stage
+from sim.stage import Listener, Stage, call_at
 
 
 class Broker:
@@ -75,9 +75,6 @@ class Broker:
         for batch in self.processing.values():
             jobs.update(job for job in batch if outcome[job] == IN_SYSTEM)  # type: ignore[index]
         return len(jobs)
-
-    def __len__(self) -> int:
-        return len(self.visible)
 
 
 def wire_broker(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: Pool, execution: Execution,
@@ -101,11 +98,7 @@ def wire_broker(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
     state = {"active": 0, "first": math.nan, "window": False, "growth": False, "last": 0.0}
 
     def at(time: float, callback: Callable[[Event], None], value: object = None) -> None:
-        event = Event(env)
-        event._ok = True
-        event._value = value
-        event.callbacks = [callback]
-        heappush(heap, (time, NORMAL, next(next_id), event))
+        call_at(env, time, callback, value)
 
     def settle(job: int, code: int, now: float, why: int = NO_REASON) -> None:
         outcome[job] = code
@@ -127,15 +120,14 @@ def wire_broker(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
                     state["window"] = True
                     at(now + batch.window, on_window)
                 return
-            if not receive(now):
-                continue
+            receive(now)
         if visible and state["active"] >= allowed(now) < pollers.max and not state["growth"]:
             state["growth"] = True
             grown = allowed(now) - pollers.initial + 1
             at(state["first"] + grown / pollers.rate, on_growth)
 
-    def receive(now: float) -> bool:
-        """One ReceiveMessage call; False if every message taken had to be discarded."""
+    def receive(now: float) -> None:
+        """One ReceiveMessage call (every message taken may turn out to be discarded)."""
         taken: list[int] = []
         receipt = next(receipts)
         while visible and len(taken) < batch.size:
@@ -155,7 +147,7 @@ def wire_broker(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
             in_flight[job] = receipt
             taken.append(job)
         if not taken:
-            return False
+            return
         for job in taken:
             sqs_requests[job] += 1 / len(taken)
         at(now + delivery.visibility_timeout, on_visibility, (receipt, taken))
@@ -165,9 +157,8 @@ def wire_broker(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
                 throttles[job] += 1  # the invocation is throttled; the batch returns after the timeout
             state["active"] += 1  # the poller backs off before it receives again
             at(now + pollers.throttle_backoff, on_backoff)
-            return True
+            return
         invoke(acquired[0], acquired[1], acquired[2], receipt, taken, now)
-        return True
 
     def invoke(slot: Slot, init: float, cold: bool, receipt: int, taken: list[int], now: float) -> None:
         state["active"] += 1

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from heapq import heappush
 
 import numpy as np
 import simpy
@@ -26,7 +25,7 @@ from sim.aqm import Uniforms
 from sim.delivery_specs import RetrySpec
 from sim.distributions import Sampler
 from sim.records import COMPLETED, DROPPED, EXPIRED, FAILED, IN_SYSTEM, LATE, REJECTED, THROTTLE, JobLog, RequestLog
-from sim.stage import Listener, Stage
+from sim.stage import Listener, Stage, call_at
 
 
 class Tracker(Listener):
@@ -137,14 +136,6 @@ class Client(Tracker):
         self.sleep: dict[int, float] = {}
         """Decorrelated jitter: the previous sleep of each request."""
 
-    def _at(self, time: float, callback: Callable[[Event], None], value: object,
-            priority: EventPriority = NORMAL) -> None:
-        event = Event(self.env)
-        event._ok = True
-        event._value = value
-        event.callbacks = [callback]
-        heappush(self.env._queue, (time, priority, next(self.env._eid), event))
-
     def start(self, producer: int, now: float, patience: float, service: float) -> None:
         """A new request: its first attempt."""
         rid = self.new_request(producer, now, now + patience, 1)
@@ -160,7 +151,7 @@ class Client(Tracker):
         if retry is not None and "timeout" in retry.on and math.isfinite(deadline):
             # After every ordinary event at that instant: an attempt that finishes exactly at
             # its deadline is completed (finish <= deadline), so the client must not retry it.
-            self._at(deadline, self._on_deadline, job, AFTER_NORMAL)
+            call_at(self.env, deadline, self._on_deadline, job, AFTER_NORMAL)
         self.stages[0].admit(job, now)
 
     def served(self, job: int, now: float) -> None:
@@ -205,7 +196,7 @@ class Client(Tracker):
                 throttled = self.jobs.reason[job] == THROTTLE and retry.throttle_base is not None
                 base = retry.throttle_base if throttled and retry.throttle_base is not None else retry.base
                 delay = self._backoff(rid, retry, base, made - 1, producer)
-                self._at(now + delay, self._on_retry, (rid, producer, made))
+                call_at(self.env, now + delay, self._on_retry, (rid, producer, made))
                 return
         if outcome is not None:
             self._resolve(rid, outcome, now)

@@ -33,7 +33,7 @@ from itertools import count as counter
 
 import numpy as np
 import simpy
-from simpy.events import NORMAL, Event
+from simpy.events import NORMAL, Event, EventPriority
 
 from sim.aqm import Codel, FailAtScale, Proportional, Red, Uniforms
 from sim.consumers import Execution, FixedPool, Pool, ServerlessPool, Slot, make_pool
@@ -43,6 +43,16 @@ from sim.schema import CodelSpec, FailAtScaleSpec, ProportionalSpec, RedSpec, St
 
 Admit = Callable[[int, float], None]
 """Offer job ``job`` to a stage at time ``now``."""
+
+
+def call_at(env: simpy.Environment, time: float, callback: Callable[[Event], None], value: object = None,
+            priority: EventPriority = NORMAL) -> None:
+    """A one-off SimPy event at absolute ``time`` that calls ``callback`` (pushed as ``schedule`` does)."""
+    event = Event(env)
+    event._ok = True
+    event._value = value
+    event.callbacks = [callback]
+    heappush(env._queue, (time, priority, next(env._eid), event))
 
 
 class Listener:
@@ -225,10 +235,7 @@ def _wire_queue(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
         if serverless is None or scale_pending or not queue or not serverless.can_grow():
             return
         scale_pending = True
-        event = Event(env)
-        event._ok = True
-        event.callbacks = [on_allowance]
-        heappush(heap, (serverless.next_allowance(now), NORMAL, next(next_id), event))
+        call_at(env, serverless.next_allowance(now), on_allowance)
 
     def admit(job: int, now: float) -> None:
         if early_drop is not None and early_drop(producer[job], len(queue), not (free or pool.free)):
