@@ -138,7 +138,6 @@ class _View:
     busy: Callable[[], StepFunction]
     system: Callable[[], StepFunction]
     """Made when needed and dropped after use: each is the size of the run."""
-    late_jobs: Mask
     concurrency: int
     jobs: Mask
     """The measured jobs of this group (for usage and cost)."""
@@ -150,22 +149,20 @@ def _views(records: RunRecords, scenario: Scenario, intervals: Intervals, warmup
     # A job counts when its request arrived after the warm-up, so every stage sees the same requests.
     measured = requests.arrival >= warmup
     measured_jobs = measured[jobs.request]
-    late_jobs = jobs.outcome == LATE
     views = [_View("all", "all", requests, measured, intervals.queue, intervals.service, intervals.system,
-                   measured_jobs & late_jobs, records.concurrency, measured_jobs)]
+                   records.concurrency, measured_jobs)]
     if len(scenario.producers) > 1:
         for index, producer in enumerate(scenario.producers):
             mine, my_jobs = requests.producer == index, jobs.producer == index
             views.append(_View(producer.name, "all", requests, measured & mine, partial(intervals.queue, my_jobs),
                                partial(intervals.service, my_jobs), partial(intervals.system, mine),
-                               measured_jobs & late_jobs & my_jobs, records.concurrency, measured_jobs & my_jobs))
+                               records.concurrency, measured_jobs & my_jobs))
     if len(records.stage_names) > 1:
         for index, name in enumerate(records.stage_names):
             here = jobs.stage == index
             views.append(_View("all", name, jobs, measured_jobs & here, partial(intervals.queue, here),
                                partial(intervals.service, stage=index), partial(intervals.stage_system, here),
-                               measured_jobs & late_jobs & here, records.stage_concurrency[index],
-                               measured_jobs & here))
+                               records.stage_concurrency[index], measured_jobs & here))
     return views
 
 
@@ -236,6 +233,7 @@ def summarize(records: RunRecords, scenario: Scenario, replication: int,
     span = end - begin
     percentiles = _latency_percentiles(scenario)
     jobs = records.jobs
+    late = jobs.outcome == LATE
     rows = []
     for view in _views(records, scenario, intervals, warmup):
         c, mask = view.rows, view.keep
@@ -275,7 +273,7 @@ def summarize(records: RunRecords, scenario: Scenario, replication: int,
                 f"wait_{percentile_column(p)}": v
                 for p, v in zip(WAIT_PERCENTILES, _percentiles(wait, WAIT_PERCENTILES), strict=True)
             },
-            "wasted_work": float(np.sum(jobs.finish[view.late_jobs] - jobs.start[view.late_jobs])),
+            "wasted_work": float(np.sum((jobs.finish - jobs.start)[view.jobs & late])),
             "utilization": (view.busy().average(begin, end) + _batched_busy(records, view, span)) / view.concurrency,
             **_queue_stats(view.queue(), begin, end),
             "mean_in_system": view.system().average(begin, end),
