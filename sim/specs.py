@@ -266,33 +266,30 @@ def _check_stop(stop: float | None, begin: float, what: str) -> None:
         raise FieldError(f"stop must be after {what} ({format_duration(begin)})", ("stop",), stop)
 
 
-class PoissonSpec(Strict):
-    process: Literal["poisson"]
+class _SteadySpec(Strict):
+    """Arrivals at a steady ``rate`` from ``start`` until ``stop`` or ``count`` (poisson, constant)."""
+
+    process: str
     rate: PositiveRate
     start: NonNegativeDuration = 0.0
     stop: NonNegativeDuration | None = None
     count: Annotated[Int, Field(ge=1)] | None = None
 
     @model_validator(mode="after")
-    def _stops_after_start(self) -> PoissonSpec:
+    def _stops_after_start(self) -> _SteadySpec:
         _check_stop(self.stop, self.start, "start")
         return self
+
+
+class PoissonSpec(_SteadySpec):
+    process: Literal["poisson"]
 
     def build(self) -> arrivals.ArrivalProcess:
         return arrivals.PoissonArrivals(self.rate, self.start, self.stop, self.count)
 
 
-class ConstantArrivalSpec(Strict):
+class ConstantArrivalSpec(_SteadySpec):
     process: Literal["constant"]
-    rate: PositiveRate
-    start: NonNegativeDuration = 0.0
-    stop: NonNegativeDuration | None = None
-    count: Annotated[Int, Field(ge=1)] | None = None
-
-    @model_validator(mode="after")
-    def _stops_after_start(self) -> ConstantArrivalSpec:
-        _check_stop(self.stop, self.start, "start")
-        return self
 
     def build(self) -> arrivals.ArrivalProcess:
         return arrivals.ConstantArrivals(self.rate, self.start, self.stop, self.count)
