@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import difflib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,19 @@ class ScenarioError(ValueError):
 
 class _DuplicateKeyError(yaml.constructor.ConstructorError):
     """A key given twice in one mapping (``yaml.safe_load`` would silently keep the last)."""
+
+
+def refuse_unknown_keys(spec: dict[Any, Any], known: Sequence[str], where: str, block: str) -> None:
+    """One-line error for a key of an experiment block (``plan``, ``precision``) that is not in ``known``.
+
+    The same rule and wording as the schema's own blocks (:class:`sim.specs.Strict`), for the
+    blocks validated outside pydantic.
+    """
+    for key in spec:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ScenarioError(f"{where}: {block}.{key}: unknown key; {hint}allowed here: {', '.join(known)}")
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -34,6 +34,7 @@ from sim.scenario import (
     apply_overrides,
     parse_override,
     read_scenario_data,
+    refuse_unknown_keys,
     scenario_from_dict,
     split_experiment,
 )
@@ -177,11 +178,7 @@ def _check_precision(spec: Any, base: Scenario, where: str) -> Precision:
     example = "e.g. {metric: latency_p99, relative: 0.05, max_replications: 50}"
     if not isinstance(spec, dict):
         raise ScenarioError(f"{where}: precision: got {_text(spec)}; must be a mapping, {example}")
-    for key in spec:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ScenarioError(f"{where}: precision.{key}: unknown key; {hint}allowed here: {', '.join(known)}")
+    refuse_unknown_keys(spec, known, where, "precision")
     metric = spec.get("metric")
     columns = metric_columns(base)
     if metric not in columns:

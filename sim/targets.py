@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sim.metrics import KEY_COLUMNS, summary_columns
-from sim.scenario import ScenarioError
+from sim.scenario import ScenarioError, refuse_unknown_keys
 from sim.schema import Scenario
 from sim.units import format_duration, parse_duration, parse_rate
 
@@ -137,11 +137,7 @@ def parse_plan(spec: Any, scenario: Scenario, where: str, name: Callable[[str], 
     label = name or (lambda key: f"plan.{key}")
     if not isinstance(spec, dict):
         raise ScenarioError(f"{where}: plan: got {spec!r}; must be a mapping with keys {', '.join(PLAN_KEYS)}")
-    for key in spec:
-        if key not in PLAN_KEYS:
-            close = difflib.get_close_matches(str(key), PLAN_KEYS, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ScenarioError(f"{where}: plan.{key}: unknown key; {hint}allowed here: {', '.join(PLAN_KEYS)}")
+    refuse_unknown_keys(spec, PLAN_KEYS, where, "plan")
     given = [key for key in ("vary", "maximize") if spec.get(key) is not None]
     if len(given) != 1:
         raise ScenarioError(f"{where}: {label('vary')}: give exactly one of {label('vary')} (the smallest value "
