@@ -445,3 +445,17 @@ def test_a_patience_distribution_serialises_without_warnings() -> None:
     scenario = make_scenario(producers=[{"arrivals": {"process": "burst", "count": 1},
                                          "timeout": {"dist": "exponential", "mean": "1s"}}])
     assert scenario.model_dump(mode="json")["producers"][0]["timeout"] == {"dist": "exponential", "mean": 1.0}
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [("plan: {vary: consumers.concurrency, vry: 1}", "plan.vry: unknown key; did you mean 'vary'?"),
+     ("precision: {metric: latency_p99, relativ: 0.1}", "precision.relativ: unknown key; did you mean 'relative'?")],
+)
+def test_experiment_blocks_refuse_unknown_keys(tmp_path: Path, block: str, message: str) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text("name: x\nproducers: [{arrivals: {process: burst, count: 1}}]\n"
+                    "consumers: {concurrency: 1, service: {dist: constant, value: 1s}}\n" + block + "\n")
+    with pytest.raises(ScenarioError) as error:
+        sim.load_experiment(path)
+    assert str(error.value).startswith(f"{path}: {message} allowed here: ")
