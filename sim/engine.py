@@ -2,9 +2,10 @@
 
 Producers create requests; each request becomes a job at each stage it is published to
 (:mod:`sim.stage` has the life of a job). In a single-stage scenario a request *is* its one
-job. With several stages a :class:`_Router` follows each request through the topology:
-when a job finishes it publishes a copy to every stage in ``then`` (fan-out), and a request
-is resolved when every job it spawned has left; its deadline covers the whole path.
+job. With several stages a :class:`~sim.routing.Router` follows each request through the
+topology (and with retries a :class:`~sim.routing.Client` follows its attempts): when a job
+finishes it publishes a copy to every stage in ``then`` (fan-out), and a request is resolved
+when every job it spawned has left; its deadline covers the whole path.
 
 Speed: one reusable SimPy event per producer, re-armed for each arrival; arrival times,
 service demands and patience are drawn ahead in NumPy blocks (see :mod:`sim.stage` for the
