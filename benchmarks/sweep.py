@@ -29,9 +29,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sim.executors import DaskExecutor, Executor, InProcess, ProcessPool  # noqa: E402
-from sim.experiment import Runner, SweepResult, run_experiment  # noqa: E402
-from sim.sweep import load_experiment  # noqa: E402
+from sim.experiments.executors import DaskExecutor, Executor, InProcess, ProcessPool  # noqa: E402
+from sim.experiments.runner import Runner, SweepResult, run_experiment  # noqa: E402
+from sim.experiments.sweep import load_experiment  # noqa: E402
 
 FLAGSHIP = ROOT / "scenarios" / "burst-2k-vs-20k.yaml"
 

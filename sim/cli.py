@@ -17,14 +17,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sim import __version__
-from sim.cache import ResultCache
-from sim.executors import Executor, ExecutorError, InProcess, Task, make_executor
-from sim.experiment import Result, Runner, SweepResult, run_experiment
-from sim.scenario import ScenarioError, parse_override, read_scenario_data, split_experiment
-from sim.sweep import experiment_from_dict, load_experiment, starting_replications
-from sim.tables import format_comparison, format_summary, format_sweep, plan_text
-from sim.units import format_duration
+from sim.about import __version__
+from sim.experiments.cache import ResultCache
+from sim.experiments.executors import Executor, ExecutorError, InProcess, Task, make_executor
+from sim.experiments.runner import Result, Runner, SweepResult, run_experiment
+from sim.experiments.sweep import experiment_from_dict, load_experiment, starting_replications
+from sim.model.scenario import ScenarioError, parse_override, read_scenario_data, split_experiment
+from sim.model.units import format_duration
+from sim.output.tables import format_comparison, format_summary, format_sweep, plan_text
 
 __all__ = ["EXIT_BAD_INPUT", "format_summary", "main"]
 
@@ -222,7 +222,7 @@ def _run(args: argparse.Namespace) -> int:
                       lambda runner: (run_experiment(experiment, runner, replications), runner), what)
     result, runner = result
     wall_time = time.perf_counter() - began
-    from sim import report
+    from sim.output import report
 
     if isinstance(result, SweepResult):
         _written(out, lambda: report.write_sweep(result, out, wall_time=wall_time, figures=not args.no_figures,
@@ -251,7 +251,7 @@ def _check(args: argparse.Namespace) -> int:
         try:
             experiment = load_experiment(path)
             if experiment.plan is not None:
-                from sim.planning import Planner
+                from sim.experiments.planning import Planner
 
                 Planner(experiment, experiment.plan, Runner(InProcess(), experiment.base.seed))  # checks min/max
         except ScenarioError as error:
@@ -266,7 +266,8 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from sim import compare, report
+    from sim.experiments import compare
+    from sim.output import report
 
     overrides = _overrides(args, replications=False)
     if args.vary is not None:
@@ -302,9 +303,9 @@ _FLAGS = {"vary": "--vary", "maximize": "--maximize", "min": "--min", "max": "--
 
 
 def _plan(args: argparse.Namespace) -> int:
-    from sim import report
-    from sim.planning import Planner
-    from sim.targets import parse_plan
+    from sim.experiments.planning import Planner
+    from sim.experiments.targets import parse_plan
+    from sim.output import report
 
     overrides = _overrides(args, replications=False)
     # The file's plan: block is merged with the flags before it is validated, so either may

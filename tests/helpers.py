@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import sim
-from sim.experiment import Result
-from sim.schema import Scenario
+from sim.experiments.runner import Result
+from sim.model.schema import Scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 import sim
-from sim.engine import replication_seeds, simulate
+from sim.engine.simulation import replication_seeds, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 STORE = ROOT / "tests" / "data" / "regression.json"

@@ -18,8 +18,8 @@ import pytest
 from pydantic import TypeAdapter
 
 import sim
-from sim import arrivals as a
-from sim.specs import ArrivalSpec
+from sim.model import arrivals as a
+from sim.model.specs import ArrivalSpec
 from tests.helpers import make_scenario
 
 SEED = 99

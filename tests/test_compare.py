@@ -11,9 +11,9 @@ import pytest
 from scipy import stats
 
 from sim.cli import EXIT_BAD_INPUT, main
-from sim.compare import arms_from_files, arms_from_vary, compare
-from sim.executors import InProcess
-from sim.experiment import Runner
+from sim.experiments.compare import arms_from_files, arms_from_vary, compare
+from sim.experiments.executors import InProcess
+from sim.experiments.runner import Runner
 
 # A burst into a small pool with a 1 s client timeout: FIFO serves dead requests, LIFO live ones.
 BURST = """\

@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 
 import sim
-from sim.aqm import Uniforms
-from sim.engine import FAILURES, STAGE_STREAMS, replication_seeds, stream
-from sim.records import OUTCOMES, REASONS
+from sim.engine.aqm import Uniforms
+from sim.engine.records import OUTCOMES, REASONS
+from sim.engine.simulation import FAILURES, STAGE_STREAMS, replication_seeds, stream
 from tests.helpers import make_scenario
 
 

@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter
 
-from sim import distributions as d
-from sim.specs import DistributionSpec
+from sim.model import distributions as d
+from sim.model.specs import DistributionSpec
 
 N = 200_000
 SEED = 20240611

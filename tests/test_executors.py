@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 
 from sim import cli
-from sim.cache import ResultCache, run_key, scenario_digest
 from sim.cli import EXIT_BAD_INPUT, main
-from sim.executors import DaskExecutor, InProcess, ProcessPool, make_executor
-from sim.experiment import Runner, SweepResult, run_experiment
-from sim.replication import RunOutcome
-from sim.sweep import load_experiment
+from sim.experiments.cache import ResultCache, run_key, scenario_digest
+from sim.experiments.executors import DaskExecutor, InProcess, ProcessPool, make_executor
+from sim.experiments.replication import RunOutcome
+from sim.experiments.runner import Runner, SweepResult, run_experiment
+from sim.experiments.sweep import load_experiment
 
 SWEEP = """\
 # A small sweep of M/M/2 with a client timeout, for executor tests.
@@ -158,7 +158,7 @@ def test_the_key_changes_with_anything_that_changes_the_numbers(sweep_file: Path
     trace.write_text("0.1\n0.2\n")
     data = {"name": "t", "producers": [{"arrivals": {"process": "trace", "file": "arrivals.csv"}}],
             "consumers": {"concurrency": 1, "service": {"dist": "constant", "value": "1s"}}}
-    from sim.scenario import scenario_from_dict
+    from sim.model.scenario import scenario_from_dict
 
     before = scenario_digest(scenario_from_dict(data, base_dir=tmp_path, source=tmp_path / "t.yaml"))
     trace.write_text("0.1\n0.3\n")

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sim
-from sim.metrics import MAX_BUCKETS, StepFunction, bucket_edges
+from sim.analysis.metrics import MAX_BUCKETS, StepFunction, bucket_edges
 from tests.helpers import make_scenario
 
 REQUIRED_COLUMNS = [

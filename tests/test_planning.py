@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from scipy.optimize import brentq
 
-from sim import theory
+from sim.analysis import theory
 from sim.cli import EXIT_BAD_INPUT, main
-from sim.executors import InProcess
-from sim.experiment import Runner
-from sim.planning import Plan, Planner
-from sim.scenario import ScenarioError
-from sim.sweep import experiment_from_dict
-from sim.targets import parse_plan, parse_target, parse_value
+from sim.experiments.executors import InProcess
+from sim.experiments.planning import Plan, Planner
+from sim.experiments.runner import Runner
+from sim.experiments.sweep import experiment_from_dict
+from sim.experiments.targets import parse_plan, parse_target, parse_value
+from sim.model.scenario import ScenarioError
 from tests.helpers import ROOT
 
 MMC: dict[str, Any] = {

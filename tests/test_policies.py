@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 import sim
-from sim.aqm import Codel, FailAtScale, Proportional, Red
-from sim.queues import FifoQueue
+from sim.engine.aqm import Codel, FailAtScale, Proportional, Red
+from sim.engine.queues import FifoQueue
 from tests.helpers import make_scenario, trace
 
 

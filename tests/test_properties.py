@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sim
-from sim.metrics import Intervals
-from sim.records import AQM, COMPLETED, DROPPED, EXPIRED, IN_SYSTEM, LATE, NO_REASON, OVERFLOW, REJECTED
+from sim.analysis.metrics import Intervals
+from sim.engine.records import AQM, COMPLETED, DROPPED, EXPIRED, IN_SYSTEM, LATE, NO_REASON, OVERFLOW, REJECTED
 
 services = st.one_of(
     st.builds(lambda m: {"dist": "exponential", "mean": m}, st.floats(0.05, 2.0)),

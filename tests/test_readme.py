@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from pydantic import BaseModel
 
-from sim import delivery_specs, policy_specs, schema, specs
 from sim.cli import main
+from sim.model import delivery_specs, policy_specs, schema, specs
 from tests.helpers import ROOT
 
 README = (ROOT / "README.md").read_text()

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import sim
-from sim.aqm import Uniforms
-from sim.engine import RETRIES, replication_seeds, stream
-from sim.records import OUTCOMES
+from sim.engine.aqm import Uniforms
+from sim.engine.records import OUTCOMES
+from sim.engine.simulation import RETRIES, replication_seeds, stream
 from tests.helpers import make_scenario
 
 

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 import sim
-from sim import theory
+from sim.analysis import theory
 from sim.cli import main
 from tests.helpers import ROOT
 

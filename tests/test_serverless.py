@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import sim
-from sim.records import OUTCOMES, REASONS
+from sim.engine.records import OUTCOMES, REASONS
 from tests.helpers import make_scenario
 
 LONG = {"dist": "constant", "value": "10s"}

@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 
 import sim
-from sim import theory
-from sim.statistics import (
+from sim.analysis import theory
+from sim.analysis.estimates import (
     key_columns,
     mser_truncation,
     one_sided_bounds,

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 import sim
+from sim.analysis.estimates import half_width, replication_rows
 from sim.cli import EXIT_BAD_INPUT, main
-from sim.experiment import SweepResult, sweep
-from sim.statistics import half_width, replication_rows
-from sim.sweep import load_experiment
+from sim.experiments.runner import SweepResult, sweep
+from sim.experiments.sweep import load_experiment
 from tests.helpers import ROOT
 
 SWEEP = """\
@@ -256,7 +256,7 @@ def test_load_curve_scenario_shows_lifo_keeping_goodput_past_capacity(
 
 
 def test_curves_draw_a_cost_column_only_when_the_model_has_one() -> None:
-    from sim.curves import curves_figure
+    from sim.output.curves import curves_figure
 
     rows = []
     for point, rate in enumerate((10.0, 20.0)):
@@ -265,7 +265,7 @@ def test_curves_draw_a_cost_column_only_when_the_model_has_one() -> None:
                          "latency_p50": 0.1, "latency_p99": 0.5, "timeout_rate": 0.0, "throughput": rate,
                          "goodput": rate, "utilization": rate / 40, "cost_usd": 0.01 * rate + 0.001 * replication})
     per_run = pd.DataFrame(rows)
-    from sim.statistics import with_intervals
+    from sim.analysis.estimates import with_intervals
 
     def panels(frame: pd.DataFrame) -> list[str]:
         figure = curves_figure(with_intervals(frame, keys=["point", RATE]), [RATE], RATE, "t")

@@ -19,9 +19,9 @@ import pytest
 from scipy import stats
 
 import sim
-from sim import theory
-from sim.engine import replication_seeds, simulate
-from sim.records import COMPLETED, EXPIRED, LATE, REJECTED, Columns
+from sim.analysis import theory
+from sim.engine.records import COMPLETED, EXPIRED, LATE, REJECTED, Columns
+from sim.engine.simulation import replication_seeds, simulate
 from tests.helpers import make_scenario
 
 Statistic = Callable[[Columns, np.ndarray], float]

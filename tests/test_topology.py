@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import sim
-from sim import theory
-from sim.engine import replication_seeds, simulate
-from sim.records import COMPLETED, LATE, OUTCOMES
+from sim.analysis import theory
+from sim.engine.records import COMPLETED, LATE, OUTCOMES
+from sim.engine.simulation import replication_seeds, simulate
 from tests.test_theory import assert_agrees
 
 

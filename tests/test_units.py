@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sim.units import format_duration, parse_duration, parse_rate
+from sim.model.units import format_duration, parse_duration, parse_rate
 
 
 @pytest.mark.parametrize(

@@ -16,8 +16,8 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 import sim
-from sim.scenario import ScenarioError, apply_overrides, load_scenario, parse_override, scenario_from_dict
-from sim.specs import DISTRIBUTIONS, PROCESSES, ArrivalSpec, DistributionSpec, PoissonSpec
+from sim.model.scenario import ScenarioError, apply_overrides, load_scenario, parse_override, scenario_from_dict
+from sim.model.specs import DISTRIBUTIONS, PROCESSES, ArrivalSpec, DistributionSpec, PoissonSpec
 
 BASE: dict[str, Any] = {
     "name": "check",
@@ -316,7 +316,7 @@ def test_scenario_error_is_always_one_line() -> None:
 
 
 def test_the_kinds_listed_in_messages_are_the_schemas_own() -> None:
-    # The messages list sim.specs.PROCESSES and DISTRIBUTIONS; they must match the unions.
+    # The messages list sim.model.specs.PROCESSES and DISTRIBUTIONS; they must match the unions.
     for adapter, key, listed in ((TypeAdapter(ArrivalSpec), "process", PROCESSES),
                                  (TypeAdapter(DistributionSpec), "dist", DISTRIBUTIONS)):
         with pytest.raises(ValidationError) as caught:

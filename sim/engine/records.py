@@ -1,0 +1,265 @@
+"""Per-request and per-stage-visit records, kept as growable typed columns.
+
+One Python object per request would cost hundreds of bytes and an allocation per arrival;
+``array.array`` columns cost 8 bytes a value and an indexed store. The logs grow in
+chunks, so the engine writes by index and never appends in its hot path. When the run
+ends the columns become NumPy arrays for the vectorised metrics in :mod:`sim.analysis.metrics`.
+
+A **job** is one visit of a request to one stage. In a single-stage scenario every request
+is exactly one job with the same id, so the job log is the request log. With several
+stages (a pipeline, a fan-out) the engine also keeps a :class:`RequestLog` for the end-to-end
+view: a request is resolved when every job it spawned has left.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+#: Outcome codes, in the order of :data:`OUTCOMES`. ``IN_SYSTEM`` (0) is the default, so a
+#: request nobody finished is reported as still in the system when the run ends.
+IN_SYSTEM, COMPLETED, LATE, EXPIRED, REJECTED, DROPPED, FAILED, DEAD_LETTERED = range(8)
+OUTCOMES = ("in_system", "completed", "late", "expired", "rejected", "dropped", "failed", "dead_lettered")
+
+#: Why a job ended as it did: dropped because of ``OVERFLOW`` (evicted by drop-oldest), ``AQM``
+#: (early drop) or ``RETENTION`` (too old in a broker); rejected because of a ``THROTTLE`` (no
+#: environment and no scaling allowance); failed because of a function ``ERROR`` or ``TIMEOUT``.
+NO_REASON, OVERFLOW, AQM, THROTTLE, ERROR, TIMEOUT, RETENTION = range(7)
+REASONS = ("", "overflow", "aqm", "throttle", "error", "timeout", "retention")
+
+CHUNK = 65536
+"""Rows added to a log each time it fills up."""
+
+Floats = NDArray[np.float64]
+Small = NDArray[np.int8]
+
+
+def _grow(columns: list[array[float]], fill: float) -> None:
+    block = array("d", [fill]) * CHUNK
+    for column in columns:
+        column.extend(block)
+
+
+def _freeze_floats(column: array[float], count: int) -> Floats:
+    """Copy the first ``count`` values to NumPy, then free the array (one column at a time keeps the peak low)."""
+    values = np.array(np.frombuffer(column, dtype=np.float64)[:count])
+    del column[:]
+    return values
+
+
+def _freeze_small(column: array[int], count: int) -> Small:
+    values: Small = np.array(np.frombuffer(column, dtype=np.int8)[:count])
+    del column[:]
+    return values
+
+
+def _freeze_ids(column: array[int], count: int) -> NDArray[np.int64]:
+    values: NDArray[np.int64] = np.array(np.frombuffer(column, dtype=np.int64)[:count])
+    del column[:]
+    return values
+
+
+USAGE_COUNTS = ("receives", "throttles", "cold_starts", "duplicates")
+USAGE_AMOUNTS = ("gb_seconds", "invocations", "sqs_requests")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What serving a job (or a request, summed over its jobs) cost, beyond its own service time.
+
+    ``attempt`` is the client's try number (0 first). ``receives`` counts broker deliveries,
+    ``throttles`` times it found no environment, ``cold_starts`` environments started for
+    it, ``duplicates`` extra successful processings. ``gb_seconds``, ``invocations`` and
+    ``sqs_requests`` are its share of what is billed (a batch's invocation and API calls are
+    split evenly between its messages).
+    """
+
+    attempt: NDArray[np.int64]
+    receives: NDArray[np.int64]
+    throttles: NDArray[np.int64]
+    cold_starts: NDArray[np.int64]
+    duplicates: NDArray[np.int64]
+    gb_seconds: Floats
+    invocations: Floats
+    sqs_requests: Floats
+
+    def per_request(self, request: NDArray[np.int64], count: int) -> Usage:
+        """Sum job usage into request usage; ``attempt`` becomes the number of attempts."""
+
+        def counts(values: NDArray[np.int64]) -> NDArray[np.int64]:
+            total = np.zeros(count, dtype=np.int64)
+            np.add.at(total, request, values)
+            return total
+
+        def amounts(values: Floats) -> Floats:
+            total = np.zeros(count)
+            np.add.at(total, request, values)
+            return total
+
+        return Usage(
+            attempt=counts(np.ones(len(request), dtype=np.int64)),
+            receives=counts(self.receives),
+            throttles=counts(self.throttles),
+            cold_starts=counts(self.cold_starts),
+            duplicates=counts(self.duplicates),
+            gb_seconds=amounts(self.gb_seconds),
+            invocations=amounts(self.invocations),
+            sqs_requests=amounts(self.sqs_requests),
+        )
+
+
+class JobLog:
+    """Columns indexed by job id (the order jobs were created). NaN marks a time that did not happen.
+
+    ``routed`` adds the stage and request of each job (several stages, or retries);
+    ``metered`` adds the usage columns (scaling, broker delivery, failures, retries, prices).
+    """
+
+    def __init__(self, routed: bool, metered: bool = False) -> None:
+        self.allocated = 0
+        self.producer = array("b")
+        self.arrival = array("d")
+        self.deadline = array("d")
+        self.service = array("d")
+        self.start = array("d")
+        self.finish = array("d")
+        self.outcome = array("b")
+        self.reason = array("b")
+        self.stage = array("b")
+        self.request = array("q")
+        self._routed = routed
+        self.metered = metered
+        self.attempt = array("q")
+        self.receives = array("q")
+        self.throttles = array("q")
+        self.cold_starts = array("q")
+        self.duplicates = array("q")
+        self.gb_seconds = array("d")
+        self.invocations = array("d")
+        self.sqs_requests = array("d")
+
+    def grow(self) -> None:
+        """Add ``CHUNK`` empty rows: NaN times, no deadline (+inf), producer 0, outcome in_system."""
+        _grow([self.arrival, self.service, self.start, self.finish], math.nan)
+        _grow([self.deadline], math.inf)
+        zero = array("b", bytes(CHUNK))
+        for column in (self.producer, self.outcome, self.reason):
+            column.extend(zero)
+        if self._routed:
+            self.stage.extend(zero)
+            self.request.extend(array("q", bytes(8 * CHUNK)))
+        if self.metered:
+            zeros = array("q", bytes(8 * CHUNK))
+            for column in (self.attempt, self.receives, self.throttles, self.cold_starts, self.duplicates):
+                column.extend(zeros)
+            _grow([self.gb_seconds, self.invocations, self.sqs_requests], 0.0)
+        self.allocated += CHUNK
+
+    def freeze(self, count: int) -> Columns:
+        """The first ``count`` rows as NumPy arrays; the log is emptied as it goes."""
+        routed = self._routed
+        return Columns(
+            producer=_freeze_small(self.producer, count),
+            arrival=_freeze_floats(self.arrival, count),
+            deadline=_freeze_floats(self.deadline, count),
+            service=_freeze_floats(self.service, count),
+            start=_freeze_floats(self.start, count),
+            finish=_freeze_floats(self.finish, count),
+            outcome=_freeze_small(self.outcome, count),
+            reason=_freeze_small(self.reason, count),
+            stage=_freeze_small(self.stage, count) if routed else np.zeros(count, dtype=np.int8),
+            request=_freeze_ids(self.request, count) if routed else np.arange(count, dtype=np.int64),
+            usage=self._freeze_usage(count) if self.metered else None,
+        )
+
+    def _freeze_usage(self, count: int) -> Usage:
+        return Usage(
+            attempt=_freeze_ids(self.attempt, count),
+            receives=_freeze_ids(self.receives, count),
+            throttles=_freeze_ids(self.throttles, count),
+            cold_starts=_freeze_ids(self.cold_starts, count),
+            duplicates=_freeze_ids(self.duplicates, count),
+            gb_seconds=_freeze_floats(self.gb_seconds, count),
+            invocations=_freeze_floats(self.invocations, count),
+            sqs_requests=_freeze_floats(self.sqs_requests, count),
+        )
+
+
+class RequestLog:
+    """End-to-end state of requests in a multi-stage scenario, indexed by request id (arrival order).
+
+    ``pending`` counts the request's jobs still in the system; the request is resolved when
+    it reaches zero. ``outcome`` holds the first failure (rejected, dropped, expired) as soon
+    as one happens, otherwise completed or late is decided at resolution.
+    """
+
+    def __init__(self) -> None:
+        self.allocated = 0
+        self.producer = array("b")
+        self.arrival = array("d")
+        self.deadline = array("d")
+        self.finish = array("d")
+        self.outcome = array("b")
+        self.reason = array("b")
+        self.pending = array("q")
+
+    def grow(self) -> None:
+        _grow([self.arrival, self.finish], math.nan)
+        _grow([self.deadline], math.inf)
+        zero = array("b", bytes(CHUNK))
+        for column in (self.producer, self.outcome, self.reason):
+            column.extend(zero)
+        self.pending.extend(array("q", bytes(8 * CHUNK)))
+        self.allocated += CHUNK
+
+    def freeze(self, count: int, jobs: Columns) -> Columns:
+        """End-to-end columns: first service start and total service come from the request's jobs."""
+        start = np.full(count, np.inf)
+        np.minimum.at(start, jobs.request, np.where(np.isnan(jobs.start), np.inf, jobs.start))
+        start[np.isinf(start)] = np.nan
+        service = np.zeros(count)
+        np.add.at(service, jobs.request, np.nan_to_num(jobs.service))
+        del self.pending[:]
+        return Columns(
+            producer=_freeze_small(self.producer, count),
+            arrival=_freeze_floats(self.arrival, count),
+            deadline=_freeze_floats(self.deadline, count),
+            service=service,
+            start=start,
+            finish=_freeze_floats(self.finish, count),
+            outcome=_freeze_small(self.outcome, count),
+            reason=_freeze_small(self.reason, count),
+            stage=np.full(count, -1, dtype=np.int8),
+            request=np.arange(count, dtype=np.int64),
+            usage=jobs.usage.per_request(jobs.request, count) if jobs.usage is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Frozen columns of requests or jobs.
+
+    ``finish`` is when it left: end of service, or the moment it was rejected, dropped or
+    skipped as expired (for a request: when its last job left); NaN while still in the system.
+    ``stage`` is the job's stage (-1 for end-to-end rows), ``request`` the request it belongs to.
+    """
+
+    producer: Small
+    arrival: Floats
+    deadline: Floats
+    service: Floats
+    start: Floats
+    finish: Floats
+    outcome: Small
+    reason: Small
+    stage: Small
+    request: NDArray[np.int64]
+    usage: Usage | None = None
+    """Present when the scenario meters usage (scaling, delivery, failures, retries)."""
+
+    def __len__(self) -> int:
+        return len(self.arrival)

@@ -1,0 +1,94 @@
+"""One stage: a queue and its consumers, wired into the SimPy environment.
+
+The life of a job (a request's visit to a stage) when consumers take work straight from
+the queue (for broker delivery see :mod:`sim.engine.broker`):
+
+1. **admit** - an active-queue-management policy may drop it early; else a free consumer
+   starts it at once (a serverless pool may create one, paying a cold start); else it joins
+   the queue if there is room; else the overflow rule rejects it or evicts the oldest
+   waiting job. With no queue at all (capacity 0) and no environment, it is throttled;
+2. **serve** - the consumer's reusable completion event is scheduled after the cold start,
+   if any, plus the service time (slowed down, cut by the function timeout);
+3. **finish** - outcome ``completed`` if it ended by the deadline, else ``late`` (``failed``
+   if the attempt errored or timed out); the listener (router or client) is told; the
+   consumer takes the next waiting job, skipping expired ones (``on_expired: skip``) and
+   those the head-drop policy drops, or goes back to the pool.
+
+Speed (see the README): no SimPy process and no new event object per job. Each consumer
+owns one event re-armed for each job; handlers are closures over local names, because
+attribute look-ups are the main cost of a Python event loop. The hot path reads SimPy's
+clock (``env._now``) and pushes ``(time, priority, id, event)`` tuples onto SimPy's own heap
+exactly as ``Environment.schedule`` does, without its method call (``tests/test_engine.py``
+pins that contract). Deadlines need no event: an expired job is recognised at the head.
+Features that are off cost one flag test each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from heapq import heappush
+
+import numpy as np
+import simpy
+from simpy.events import NORMAL, Event, EventPriority
+
+from sim.engine.consumers import Pool
+
+Admit = Callable[[int, float], None]
+"""Offer job ``job`` to a stage at time ``now``."""
+
+
+def call_at(env: simpy.Environment, time: float, callback: Callable[[Event], None], value: object = None,
+            priority: EventPriority = NORMAL) -> None:
+    """A one-off SimPy event at absolute ``time`` that calls ``callback`` (pushed as ``schedule`` does)."""
+    event = Event(env)
+    event._ok = True
+    event._value = value
+    event.callbacks = [callback]
+    heappush(env._queue, (time, priority, next(env._eid), event))
+
+
+class Listener:
+    """Who hears how jobs end: the router of a multi-stage topology, or a retrying client."""
+
+    def served(self, job: int, now: float) -> None:
+        """The job finished service (completed or late)."""
+        raise NotImplementedError
+
+    def failed(self, job: int, outcome: int, now: float) -> None:
+        """The job left unserved or its processing failed (rejected, dropped, expired, failed...)."""
+        raise NotImplementedError
+
+
+@dataclass
+class Stage:
+    """A wired stage: ``admit`` takes jobs; the rest is for the end-of-run report.
+
+    ``waiting()`` and ``serving()`` count the jobs the stage holds (a broker counts every
+    message not yet deleted as waiting); ``priced`` says whether its consumers are billed
+    like Lambda.
+    """
+
+    name: str
+    concurrency: int
+    admit: Admit
+    pool: Pool
+    waiting: Callable[[], int]
+    serving: Callable[[], int]
+    priced: bool = False
+    last_activity: Callable[[], float] = lambda: 0.0
+    """When work last ended that no job record shows (a duplicate processing in a broker)."""
+    invocations: tuple[list[float], list[float]] | None = None
+    """Broker delivery: start and end of each invocation (a batch of jobs is one piece of work)."""
+
+
+@dataclass(frozen=True)
+class StageStreams:
+    """The random streams a stage owns: early drops, cold starts, errors."""
+
+    aqm: np.random.Generator
+    cold_start: np.random.Generator
+    failure: np.random.Generator
+
+
