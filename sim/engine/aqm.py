@@ -1,6 +1,6 @@
 """Active queue management: dropping requests early, before the queue is full.
 
-Two kinds, both from ``domain.md`` section 2 (and section 1 for the article's variant):
+Two kinds (sources in ``docs/modelling.md``, queue management):
 
 - **on arrival** (:class:`Red`, :class:`Proportional`): decide whether an arriving request
   that would have to wait is dropped instead;

@@ -1,4 +1,4 @@
-"""Broker delivery: an SQS-like queue read by Lambda-like pollers (``domain.md`` section 4).
+"""Broker delivery: an SQS-like queue read by Lambda-like pollers (``docs/modelling.md``).
 
 At-least-once semantics, event by event:
 

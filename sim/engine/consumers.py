@@ -3,8 +3,8 @@
 Two kinds of pools hand out :class:`Slot` objects (one per execution environment):
 
 - :class:`FixedPool`: ``concurrency`` workers, all warm from the start (a worker pool);
-- :class:`ServerlessPool`: Lambda-like environments created on demand (``domain.md`` section
-  3): up to ``concurrency`` at once, new ones limited by a token bucket (``rate``, ``burst``),
+- :class:`ServerlessPool`: Lambda-like environments created on demand (``docs/modelling.md``,
+  AWS Lambda): up to ``concurrency`` at once, new ones limited by a token bucket (``rate``, ``burst``),
   each paying a cold start, reclaimed after ``idle_timeout`` unused. Warm environments are
   reused most-recently-used first. Reclaiming is lazy: an idle environment is found stale
   when it would be reused, and its reclaim time (``idle since + idle_timeout``) is recorded

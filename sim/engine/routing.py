@@ -7,7 +7,7 @@ each job ended (:class:`~sim.engine.stage.Listener`):
   to every stage in ``then``; a request is resolved when every job it spawned has left; the
   first failure decides its outcome; its deadline covers the whole path.
 - :class:`Client` (producers with ``retry``): each attempt is a job; a rejected, dropped,
-  failed or timed-out attempt is retried after a backoff (``domain.md`` section 5), within
+  failed or timed-out attempt is retried after a backoff (Brooker 2015; ``docs/modelling.md``), within
   the attempt limit and the retry budget; the request is completed by the first attempt
   that succeeds in time, else it ends with its last attempt's outcome.
 """

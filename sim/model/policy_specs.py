@@ -1,6 +1,6 @@
 """Schema blocks for queue policies: the adaptive-LIFO switch and active queue management.
 
-Rules from ``domain.md`` sections 1-2: classic RED (Floyd & Jacobson), the encore.dev
+Rules (with sources in ``docs/modelling.md``): classic RED (Floyd & Jacobson), the encore.dev
 article's proportional drop, CoDel (RFC 8289) and Facebook's fail-at-scale queue timeout.
 The algorithms themselves live in :mod:`sim.engine.aqm`.
 """
