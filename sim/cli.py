@@ -22,6 +22,7 @@ from sim.experiments.cache import ResultCache
 from sim.experiments.executors import Executor, ExecutorError, InProcess, Task, make_executor
 from sim.experiments.runner import Result, Runner, SweepResult, run_experiment
 from sim.experiments.sweep import experiment_from_dict, load_experiment, starting_replications
+from sim.model.engines import ENGINES
 from sim.model.scenario import ScenarioError, parse_override, read_scenario_data, split_experiment
 from sim.model.units import format_duration
 from sim.output.tables import format_comparison, format_summary, format_sweep, plan_text
@@ -55,6 +56,8 @@ def _shared() -> tuple[_Parser, _Parser]:
                           help="override a field before validation, e.g. producers.0.arrivals.rate=800/s (repeatable)")
     scenario.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     scenario.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    scenario.add_argument("--engine", choices=ENGINES, help="which engine runs it (overrides the scenario's engine:; "
+                          "default auto: the compiled engine when the scenario allows it)")
     execution = _Parser(add_help=False)
     execution.add_argument("--workers", type=int, metavar="N",
                            help="local worker processes (default: all cores for sweeps, compare and plan; "
@@ -154,6 +157,8 @@ def _overrides(args: argparse.Namespace, replications: bool = True) -> dict[str,
     overrides = dict(parse_override(text) for text in args.overrides)
     if args.seed is not None:
         overrides["seed"] = args.seed
+    if args.engine is not None:
+        overrides["engine"] = args.engine
     if replications and args.replications is not None:
         overrides["replications"] = args.replications
     return overrides

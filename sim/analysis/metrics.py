@@ -101,7 +101,9 @@ def _percentiles(values: Floats, percentiles: tuple[float, ...]) -> list[float]:
 
 
 KEY_COLUMNS = ("scenario", "replication", "producer", "stage")
-"""Columns that say what a summary row is about; every other column is a number."""
+"""Columns that say what a summary row is about; every other column is a number (but ``engine``)."""
+LABEL_COLUMNS = ("engine",)
+"""Text columns that describe the run, not a group of its rows: which engine computed it."""
 
 
 def summary_columns(scenario: Scenario) -> list[str]:
@@ -116,7 +118,7 @@ def summary_columns(scenario: Scenario) -> list[str]:
         "latency_mean", *latency,
         "wait_mean", *[f"wait_{percentile_column(p)}" for p in WAIT_PERCENTILES],
         "wasted_work", "utilization", "mean_queue", "max_queue", "mean_in_system", "cost_usd",
-        "sim_time", "wall_time",
+        "sim_time", "wall_time", *LABEL_COLUMNS,
     ]  # fmt: skip
 
 
@@ -279,12 +281,13 @@ def summarize(records: RunRecords, scenario: Scenario, replication: int,
             "mean_in_system": view.system().average(begin, end),
             "sim_time": records.end_time,
             "wall_time": records.wall_time,
+            "engine": records.engine,
         }
         rows.append(row)
     return pd.DataFrame(rows, columns=summary_columns(scenario))
 
 
 __all__ = [
-    "IN_SYSTEM", "KEY_COLUMNS", "MAX_BUCKETS", "Intervals", "StepFunction", "bucket_edges", "summarize",
+    "IN_SYSTEM", "KEY_COLUMNS", "LABEL_COLUMNS", "MAX_BUCKETS", "Intervals", "StepFunction", "bucket_edges", "summarize",
     "summary_columns", "timeseries",
 ]  # fmt: skip

@@ -81,6 +81,8 @@ class RunRecords:
     stage_memory_gb: tuple[float, ...] = ()
     invocations: tuple[tuple[list[float], list[float]] | None, ...] = ()
     """Per brokered stage, start and end of each invocation (busy time is counted from these)."""
+    engine: str = "simpy"
+    """Which engine produced the records: ``simpy`` or ``compiled``."""
 
     @property
     def brokered_stages(self) -> list[int]:

@@ -17,8 +17,9 @@ from numpy.typing import NDArray
 
 from sim.analysis.estimates import mser_truncation
 from sim.analysis.metrics import Intervals, summarize, timeseries
+from sim.engine.choice import simulate_with
 from sim.engine.records import COMPLETED, LATE, OUTCOMES, REASONS, Columns, Usage
-from sim.engine.simulation import RunRecords, replication_seeds, simulate
+from sim.engine.simulation import RunRecords, replication_seeds
 from sim.model.schema import Scenario
 
 QUANTILES = np.linspace(0.0, 1.0, 201)
@@ -139,7 +140,7 @@ def simulate_run(
     first, MSER-5 picks the truncation from it, and the summary leaves those seconds out.
     The summary gets a ``warmup`` column only then, so other runs keep their columns.
     """
-    records = simulate(scenario, replication_seeds(seed, replication), progress)
+    records = simulate_with(scenario, replication_seeds(seed, replication), progress)
     intervals = Intervals(records)
     series = timeseries(records, scenario.report.bucket, intervals)
     if scenario.warmup == "auto":

@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from sim.engine.choice import engine_for
 from sim.experiments.targets import PlanSpec, metric_columns, parse_plan
 from sim.model.scenario import (
     EXPERIMENT_KEYS,
@@ -232,6 +233,8 @@ def experiment_from_dict(
         points = [Point(index=0, overrides={}, values={}, scenario=base)]
     precision = _check_precision(extra["precision"], base, where) if "precision" in extra else None
     plan = parse_plan(extra["plan"], base, where) if "plan" in extra else None
+    for point in points:
+        engine_for(point.scenario)  # a one-line error now if the compiled engine was asked for and cannot run it
     return Experiment(base=base, raw=raw, sweep=grid, points=points, precision=precision, plan=plan, source=source)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sim.analysis.metrics import KEY_COLUMNS, summary_columns
+from sim.analysis.metrics import KEY_COLUMNS, LABEL_COLUMNS, summary_columns
 from sim.model.scenario import ScenarioError, refuse_unknown_keys
 from sim.model.schema import Scenario
 from sim.model.units import format_duration, parse_duration, parse_rate
@@ -68,7 +68,7 @@ def parse_value(text: str) -> float:
 
 def metric_columns(scenario: Scenario) -> list[str]:
     """The summary columns a target or a stopping rule may name."""
-    return [c for c in summary_columns(scenario) if c not in KEY_COLUMNS]
+    return [c for c in summary_columns(scenario) if c not in KEY_COLUMNS and c not in LABEL_COLUMNS]
 
 
 def parse_target(text: str, scenario: Scenario, where: str = "--target") -> Target:

@@ -219,6 +219,8 @@ class Scenario(Strict):
     stages: Annotated[list[StageSpec], Field(max_length=MAX_STAGES)] | None = None
     report: ReportSpec = ReportSpec()
     cost: CostSpec = CostSpec()
+    engine: Literal["auto", "simpy", "compiled"] = "auto"
+    """Which engine runs it (``sim.model.engines``): both give the same records, request for request."""
 
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
     _source: Path | None = PrivateAttr(default=None)

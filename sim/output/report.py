@@ -71,6 +71,7 @@ def manifest(result: Result, seed: int, wall_time: float, executor: str = "in-pr
         "as_run": scenario.model_dump(mode="json"),
         "timeseries_bucket_seconds": result.runs[0].timeseries.attrs.get("bucket"),
         "executor": executor,
+        "engine": result.runs[0].records.engine,
     }
     if scenario.warmup == "auto":
         found["warmup_seconds"] = result.warmups  # per replication, as MSER-5 chose
@@ -220,6 +221,7 @@ def write_sweep(result: SweepResult, out: Path, *, wall_time: float, figures: bo
             wall_time, scenario=experiment.name, source=str(experiment.source) if experiment.source else None,
             seed=result.seed, sweep=experiment.sweep, precision=_plain(experiment.precision), points=points,
             as_written=experiment.raw, as_run=experiment.base.model_dump(mode="json"), executor=result.executor,
+            engines=sorted(set(result.summary["engine"].dropna())) if "engine" in result.summary else [],
             runs_computed=result.computed, runs_from_cache=result.cached,
             requests_file="replication 0 of point 0"))
         produced = [Path(n) for n in ("summary.csv", "timeseries.csv", "requests.csv.gz", "manifest.json")]

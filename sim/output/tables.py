@@ -83,8 +83,8 @@ def format_summary(result: Result) -> str:
     """Metrics down; one column per row group (all requests, each producer, each stage), as mean [CI]
     with replications."""
     summary = result.summary
-    keys = [c for c in key_columns(summary) if c != "scenario"]
-    metrics = [c for c in summary.columns if c != "replication" and c not in keys and c != "scenario"
+    keys = [c for c in key_columns(summary) if c not in ("scenario", "engine")]
+    metrics = [c for c in summary.columns if c not in ("replication", "scenario", "engine") and c not in keys
                and not _idle(summary, c)]
     columns: dict[str, list[str]] = {}
     aggregated = False
@@ -106,6 +106,8 @@ def format_summary(result: Result) -> str:
     scenario = result.scenario
     heading = f"{scenario.name}: {scenario.description}".rstrip(": ")
     note = f"{result.replications} replications: mean [95% CI]" if aggregated else "1 replication"
+    if "engine" in summary.columns:
+        note += f"; {summary['engine'].iloc[0]} engine"
     return f"{heading}\n{note}\n{table.to_string()}"
 
 
