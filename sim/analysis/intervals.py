@@ -15,12 +15,11 @@ from numpy.typing import NDArray
 
 from sim.engine.records import REJECTED
 from sim.engine.simulation import RunRecords
+from sim.engine.tally import factor, widening
 
 Floats = NDArray[np.float64]
 Mask = NDArray[np.bool_]
 
-MAX_BUCKETS = 20_000
-"""More buckets than this and the time series gets a wider bucket (noted in the manifest)."""
 
 
 class StepFunction:
@@ -178,12 +177,9 @@ class Intervals:
 
 
 def bucket_edges(end: float, bucket: float) -> tuple[Floats, float]:
-    """Edges of the time buckets covering ``[0, end]``, widening the bucket past :data:`MAX_BUCKETS`."""
-    count = max(1, math.ceil(end / bucket - 1e-9))
-    if count > MAX_BUCKETS:
-        wanted = end / MAX_BUCKETS
-        magnitude = 10 ** math.floor(math.log10(wanted))
-        bucket = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= wanted)
-        count = max(1, math.ceil(end / bucket - 1e-9))
-    edges: Floats = np.arange(count + 1, dtype=np.float64) * bucket
-    return edges, float(bucket)
+    """Edges of the time buckets covering ``[0, end]``; past :data:`MAX_BUCKETS` the bucket widens by the
+    factors 2, 10, 20, 100, ... (the rule a streamed run's tally follows too)."""
+    width = bucket * factor(widening(end, bucket))
+    count = max(1, math.ceil(end / width - 1e-9))
+    edges: Floats = np.arange(count + 1, dtype=np.float64) * width
+    return edges, float(width)

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from sim.analysis.intervals import MAX_BUCKETS, Intervals, StepFunction, bucket_edges
+from sim.analysis.intervals import Intervals, StepFunction, bucket_edges
 from sim.engine.records import AQM, COMPLETED, DROPPED, EXPIRED, IN_SYSTEM, LATE, OUTCOMES, OVERFLOW, REJECTED, Columns
 from sim.engine.simulation import RunRecords
+from sim.engine.tally import MAX_BUCKETS
 from sim.model.schema import Scenario, percentile_column
 
 Floats = NDArray[np.float64]
@@ -108,7 +109,7 @@ LABEL_COLUMNS = ("engine",)
 
 def summary_columns(scenario: Scenario) -> list[str]:
     """The summary's columns, in order (percentiles as the scenario's report asks)."""
-    latency = [f"latency_{percentile_column(p)}" for p in _latency_percentiles(scenario)]
+    latency = [f"latency_{percentile_column(p)}" for p in latency_percentiles(scenario)]
     return [
         *KEY_COLUMNS,
         "offered", "completed", "late", "expired", "rejected", "dropped", "failed", "dead_lettered", "in_system",
@@ -122,7 +123,7 @@ def summary_columns(scenario: Scenario) -> list[str]:
     ]  # fmt: skip
 
 
-def _latency_percentiles(scenario: Scenario) -> tuple[float, ...]:
+def latency_percentiles(scenario: Scenario) -> tuple[float, ...]:
     return tuple(sorted(set(REQUIRED_PERCENTILES) | set(scenario.report.percentiles)))
 
 
@@ -233,7 +234,7 @@ def summarize(records: RunRecords, scenario: Scenario, replication: int,
         warmup = 0.0 if scenario.warmup == "auto" else scenario.warmup
     begin, end = warmup, records.end_time
     span = end - begin
-    percentiles = _latency_percentiles(scenario)
+    percentiles = latency_percentiles(scenario)
     jobs = records.jobs
     late = jobs.outcome == LATE
     rows = []
@@ -288,6 +289,6 @@ def summarize(records: RunRecords, scenario: Scenario, replication: int,
 
 
 __all__ = [
-    "IN_SYSTEM", "KEY_COLUMNS", "LABEL_COLUMNS", "MAX_BUCKETS", "Intervals", "StepFunction", "bucket_edges", "summarize",
-    "summary_columns", "timeseries",
+    "IN_SYSTEM", "KEY_COLUMNS", "LABEL_COLUMNS", "MAX_BUCKETS", "Intervals", "StepFunction", "bucket_edges",
+    "summarize", "summary_columns", "timeseries",
 ]  # fmt: skip

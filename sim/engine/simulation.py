@@ -31,6 +31,7 @@ from sim.engine.queue_stage import wire_queue
 from sim.engine.records import Columns, JobLog, RequestLog
 from sim.engine.routing import Client, Router, Tracker
 from sim.engine.stage import Listener, Stage, StageStreams
+from sim.engine.tally import Tally
 from sim.model.arrivals import Floats
 from sim.model.distributions import Sampler
 from sim.model.schema import ProducerSpec, Scenario, StageSpec
@@ -43,6 +44,8 @@ Progress = Callable[[float], None]
 # the other numbers unchanged: common random numbers across compared scenarios.
 ARRIVALS, SERVICE, PATIENCE, RETRIES = range(4)
 COLD_STARTS, FAILURES = range(1, 3)
+SAMPLE_STREAM = 999_999
+"""Spawn key of the stream that picks the kept sample of requests (``report.requests: sample N``)."""
 STAGE_STREAMS = 1_000_000
 """Spawn-key namespace for stage-owned streams (AQM drop decisions): ``(STAGE_STREAMS + stage,)``."""
 
@@ -83,6 +86,9 @@ class RunRecords:
     """Per brokered stage, start and end of each invocation (busy time is counted from these)."""
     engine: str = "simpy"
     """Which engine produced the records: ``simpy`` or ``compiled``."""
+    tally: Tally | None = None
+    """Streaming statistics, when the run did not keep every request (``report.requests``); then
+    ``columns`` holds only the kept sample (or nothing)."""
 
     @property
     def brokered_stages(self) -> list[int]:

@@ -17,9 +17,11 @@ from numpy.typing import NDArray
 
 from sim.analysis.estimates import mser_truncation
 from sim.analysis.metrics import Intervals, summarize, timeseries
+from sim.analysis.streamed import sketch_quantiles, streamed_summary, streamed_timeseries
 from sim.engine.choice import simulate_with
 from sim.engine.records import COMPLETED, LATE, OUTCOMES, REASONS, Columns, Usage
 from sim.engine.simulation import RunRecords, replication_seeds
+from sim.engine.tally import LATENCY
 from sim.model.schema import Scenario
 
 QUANTILES = np.linspace(0.0, 1.0, 201)
@@ -141,15 +143,19 @@ def simulate_run(
     The summary gets a ``warmup`` column only then, so other runs keep their columns.
     """
     records = simulate_with(scenario, replication_seeds(seed, replication), progress)
-    intervals = Intervals(records)
-    series = timeseries(records, scenario.report.bucket, intervals)
-    if scenario.warmup == "auto":
-        warmup = auto_warmup(series)
-        summary = summarize(records, scenario, replication, intervals, warmup=warmup)
-        summary.insert(list(summary.columns).index("sim_time"), "warmup", warmup)
+    if records.tally is not None:
+        records, series, summary, warmup = _streamed(records, scenario, seed, replication)
     else:
-        warmup = float(scenario.warmup)
-        summary = summarize(records, scenario, replication, intervals)
+        intervals = Intervals(records)
+        series = timeseries(records, scenario.report.bucket, intervals)
+        if scenario.warmup == "auto":
+            warmup = auto_warmup(series)
+            summary = summarize(records, scenario, replication, intervals, warmup=warmup)
+        else:
+            warmup = float(scenario.warmup)
+            summary = summarize(records, scenario, replication, intervals)
+    if scenario.warmup == "auto":
+        summary.insert(list(summary.columns).index("sim_time"), "warmup", warmup)
     return Run(
         replication=replication,
         records=records,
@@ -160,8 +166,28 @@ def simulate_run(
     )
 
 
+def _streamed(records: RunRecords, scenario: Scenario, seed: int,
+              replication: int) -> tuple[RunRecords, pd.DataFrame, pd.DataFrame, float]:
+    """Time series and summary from a streamed run's tally.
+
+    With ``warmup: auto`` the run is simulated a second time (the same streams give the same
+    run) once MSER-5 has chosen the warm-up from the first run's time series: a tally folds
+    each request as it finishes, so it must know the warm-up before the run starts.
+    """
+    series = streamed_timeseries(records)
+    if scenario.warmup != "auto":
+        warmup = float(scenario.warmup)
+    else:
+        warmup = auto_warmup(series)
+        measured = scenario.model_copy(update={"warmup": warmup})
+        records = simulate_with(measured, replication_seeds(seed, replication))
+    return records, series, streamed_summary(records, scenario, replication, warmup), warmup
+
+
 def latency_quantiles(records: RunRecords, warmup: float = 0.0) -> NDArray[np.float64]:
     """Latency of requests served (completed or late) that arrived after ``warmup``, at :data:`QUANTILES`."""
+    if records.tally is not None:  # the sketch of all requests (the tally applied the warm-up)
+        return sketch_quantiles(records.tally.sketch[0, LATENCY], QUANTILES)
     c = records.columns
     served = ((c.outcome == COMPLETED) | (c.outcome == LATE)) & (c.arrival >= warmup)
     latency = (c.finish - c.arrival)[served]

@@ -191,11 +191,23 @@ class StageSpec(Strict):
 DEFAULT_PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 
 
+REQUESTS_PATTERN = r"^(all|none|sample [1-9][0-9]{0,9})$"
+
+
 class ReportSpec(Strict):
     percentiles: list[Annotated[Number, Field(gt=0, lt=100)]] = Field(
         default_factory=lambda: list(DEFAULT_PERCENTILES)
     )
     bucket: PositiveDuration = 1.0
+    requests: Annotated[str, Field(pattern=REQUESTS_PATTERN)] = "all"
+    """Per-request rows kept: ``all``, ``none`` (streaming statistics only) or ``sample N`` (a uniform sample)."""
+
+    @property
+    def kept(self) -> int | None:
+        """Rows of requests to keep: None for all, 0 for none, N for a sample."""
+        if self.requests == "all":
+            return None
+        return 0 if self.requests == "none" else int(self.requests.split()[1])
 
 
 MAX_PRODUCERS = 100

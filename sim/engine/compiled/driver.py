@@ -16,9 +16,29 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from sim.engine.compiled import layout as at
-from sim.engine.compiled.kernel import advance, live_floor, start_producer
+from sim.engine.compiled.kernel import advance, close_tally, live_floor, start_producer
 from sim.engine.records import Columns
-from sim.engine.simulation import ARRIVALS, PATIENCE, SERVICE, STAGE_STREAMS, RunRecords, stream
+from sim.engine.sample import Reservoir
+from sim.engine.simulation import ARRIVALS, PATIENCE, SAMPLE_STREAM, SERVICE, STAGE_STREAMS, RunRecords, stream
+from sim.engine.tally import (
+    BASE_WIDTH,
+    ENTERED,
+    FACTOR_STEP,
+    MAX_BUCKETS,
+    OFFERED,
+    OUTCOME_BASE,
+    OVERDUE,
+    Tally,
+    factor,
+    grown,
+    merge_buckets,
+    new_tally,
+    widening,
+)
+from sim.engine.tally import EDGE_HIGH as TALLY_EDGE_HIGH
+from sim.engine.tally import EDGE_LOW as TALLY_EDGE_LOW
+from sim.engine.tally import WARMUP as TALLY_WARMUP
+from sim.engine.tally import WIDTH as TALLY_WIDTH
 from sim.model.arrivals import BLOCK
 from sim.model.distributions import SAMPLER_BLOCK
 from sim.model.policy_specs import CodelSpec, FailAtScaleSpec, ProportionalSpec, RedSpec
@@ -79,6 +99,8 @@ def _parameters(scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
     ip[at.ADAPT_LENGTH] = switch.length or 0
     fp[at.ADAPT_WAIT] = switch.wait if switch.wait is not None else 0.0
     ip[at.EVENT_BUDGET] = EVENT_BUDGET
+    ip[at.SEVERAL_PRODUCERS] = len(scenario.producers) > 1
+    ip[at.STREAMING] = scenario.report.kept is not None
     aqm = queue.aqm
     if isinstance(aqm, RedSpec):
         ip[at.AQM] = at.RED
@@ -123,50 +145,96 @@ def _arrays(scenario: Scenario) -> at.Arrays:
         patience=np.zeros((producers, BLOCK)), block_length=np.zeros(producers, dtype=np.int64),
         block_position=np.zeros(producers, dtype=np.int64),
         level=np.array([p.priority or 0 for p in scenario.producers], dtype=np.int64),
-        early_scope=np.array(scope, dtype=np.int64), uniforms=np.zeros(SAMPLER_BLOCK),
+        early_scope=np.array(scope, dtype=np.int64), uniforms=np.zeros(SAMPLER_BLOCK), tally=_tally(scenario),
     )  # fmt: skip
 
 
-class _Rows:
-    """Final job rows copied out of the ring, in job order."""
+def _tally(scenario: Scenario) -> Tally:
+    """The streaming statistics' accumulators (a minimal, unused one when every request is kept)."""
+    if scenario.report.kept is None:
+        return new_tally(1, 0.0, 1.0)
+    views = 1 + len(scenario.producers) if len(scenario.producers) > 1 else 1
+    warmup = 0.0 if scenario.warmup == "auto" else float(scenario.warmup)
+    return new_tally(views, warmup, scenario.report.bucket)
 
-    def __init__(self) -> None:
-        self.floats: list[np.ndarray] = []
-        self.smalls: list[np.ndarray] = []
+
+FLOAT_COLUMNS = ("arrival", "deadline", "service", "start", "finish")
+SMALL_COLUMNS = ("outcome", "reason", "producer")
+
+
+class _Rows:
+    """Final job rows copied out of the ring, in job order: all of them, none, or a uniform sample."""
+
+    def __init__(self, kept: int | None, rng: np.random.Generator) -> None:
+        self.kept = kept
+        self.parts: dict[str, list[np.ndarray]] = {name: [] for name in (*FLOAT_COLUMNS, *SMALL_COLUMNS, "id")}
+        self.reservoir = Reservoir(kept, rng) if kept else None
 
     def take(self, arrays: at.Arrays, first: int, last: int) -> None:
-        if last > first:
-            rows = np.arange(first, last) & (arrays.jf.shape[1] - 1)
-            self.floats.append(arrays.jf[:, rows])
-            self.smalls.append(arrays.ji[:, rows])
+        if last <= first or self.kept == 0:
+            return
+        ids = np.arange(first, last)
+        if self.reservoir is not None:
+            ids = self.reservoir.offer(first, last)
+        rows = ids & (arrays.jf.shape[1] - 1)
+        chunk = {name: arrays.jf[index, rows] for index, name in enumerate(FLOAT_COLUMNS)}
+        chunk.update({name: arrays.ji[index, rows] for index, name in enumerate(SMALL_COLUMNS)})
+        chunk["id"] = ids
+        if self.reservoir is not None:
+            self.reservoir.store(ids, chunk)
+            return
+        for name, values in chunk.items():
+            self.parts[name].append(values)
 
     def columns(self) -> Columns:
-        floats = np.concatenate(self.floats, axis=1) if self.floats else np.zeros((5, 0))
-        smalls = np.concatenate(self.smalls, axis=1) if self.smalls else np.zeros((3, 0), dtype=np.int8)
-        count = floats.shape[1]
+        if self.reservoir is not None:
+            found = self.reservoir.rows()
+        else:
+            found = {name: np.concatenate(parts) if parts else np.zeros(0) for name, parts in self.parts.items()}
+        count = len(found["arrival"])
+        small = {name: found[name].astype(np.int8) for name in SMALL_COLUMNS}
         return Columns(
-            producer=np.ascontiguousarray(smalls[at.PRODUCER]), arrival=np.ascontiguousarray(floats[at.ARRIVAL]),
-            deadline=np.ascontiguousarray(floats[at.DEADLINE]), service=np.ascontiguousarray(floats[at.SERVICE]),
-            start=np.ascontiguousarray(floats[at.START]), finish=np.ascontiguousarray(floats[at.FINISH]),
-            outcome=np.ascontiguousarray(smalls[at.OUTCOME]), reason=np.ascontiguousarray(smalls[at.REASON]),
-            stage=np.zeros(count, dtype=np.int8), request=np.arange(count, dtype=np.int64),
+            producer=small["producer"], arrival=found["arrival"], deadline=found["deadline"], service=found["service"],
+            start=found["start"], finish=found["finish"], outcome=small["outcome"], reason=small["reason"],
+            stage=np.zeros(count, dtype=np.int8), request=found["id"].astype(np.int64),
         )  # fmt: skip
 
 
 def _make_room(arrays: at.Arrays, rows: _Rows) -> at.Arrays:
-    """Copy out the rows of jobs that have left; if none has, double the ring (ids keep their rows)."""
+    """Copy out the rows of jobs that have left; double the ring if the jobs still in the system fill half of it."""
     emitted, jobs = int(arrays.istate[at.EMITTED]), int(arrays.istate[at.JOBS])
     floor = live_floor(arrays)
     if floor > emitted:
         rows.take(arrays, emitted, floor)
-        arrays.istate[at.EMITTED] = floor
-        return arrays
+        arrays.istate[at.EMITTED] = emitted = floor
     width = arrays.jf.shape[1]
+    if jobs - emitted <= width // 2:
+        return arrays
     ids = np.arange(emitted, jobs)
     jf, ji = np.zeros((5, 2 * width)), np.zeros((3, 2 * width), dtype=np.int8)
     jf[:, ids & (2 * width - 1)] = arrays.jf[:, ids & (width - 1)]
     ji[:, ids & (2 * width - 1)] = arrays.ji[:, ids & (width - 1)]
     return arrays._replace(jf=jf, ji=ji)
+
+
+def _widen_or_grow(arrays: at.Arrays) -> at.Arrays:
+    """Make the time series hold the next event: a wider bucket past MAX_BUCKETS, else more buckets."""
+    tally = arrays.tally
+    now = float(arrays.event_time[arrays.heap[0]])
+    width = float(tally.scalars[TALLY_WIDTH])
+    step = int(tally.flags[FACTOR_STEP])
+    while now > MAX_BUCKETS * width * (1 + 1e-9):
+        by = factor(step + 1) // factor(step)
+        step += 1
+        width = float(tally.scalars[BASE_WIDTH]) * factor(step)
+        tally = tally._replace(series=merge_buckets(tally.series, by), areas=merge_buckets(tally.areas, by),
+                               peaks=merge_buckets(tally.peaks, by, "max"))
+        tally.scalars[TALLY_WIDTH] = width
+        tally.flags[FACTOR_STEP] = step
+        tally.flags[ENTERED] //= by
+        tally.scalars[TALLY_EDGE_LOW] = tally.scalars[TALLY_EDGE_HIGH] = 0.0  # recomputed at the next instant
+    tally = grown(tally, int(now / width) + 2)
+    return arrays._replace(tally=tally)
 
 
 def _grow_queue(arrays: at.Arrays) -> at.Arrays:
@@ -182,14 +250,14 @@ def _grow_queue(arrays: at.Arrays) -> at.Arrays:
 
 def run_kernel(scenario: Scenario, seeds: np.random.SeedSequence,
                clock: Callable[[float], None] | None = None) -> tuple[at.Arrays, Columns]:
-    """Run the kernel to the end; return its final state and every job's row."""
+    """Run the kernel to the end; return its final state and the kept rows (every job's, a sample, or none)."""
     arrays = _arrays(scenario)
     feeds = [_Feed(index, producer, scenario, seeds) for index, producer in enumerate(scenario.producers)]
     for index, feed in enumerate(feeds):
         if feed.load(arrays, index):
             start_producer(arrays, index)
     uniforms = stream(seeds, STAGE_STREAMS + 0)
-    rows = _Rows()
+    rows = _Rows(scenario.report.kept, stream(seeds, SAMPLE_STREAM))
     while True:
         status = advance(arrays)
         if status == at.DONE:
@@ -204,10 +272,58 @@ def run_kernel(scenario: Scenario, seeds: np.random.SeedSequence,
             arrays = _make_room(arrays, rows)
         elif status == at.QUEUE_FULL:
             arrays = _grow_queue(arrays)
+        elif status == at.SERIES_FULL:
+            arrays = _widen_or_grow(arrays)
         elif clock is not None:
             clock(float(arrays.fstate[at.NOW]))
+    if arrays.ip[at.STREAMING] == 1:
+        arrays = _close(arrays, _end_time(scenario, arrays))
     rows.take(arrays, int(arrays.istate[at.EMITTED]), int(arrays.istate[at.JOBS]))
     return arrays, rows.columns()
+
+
+def _end_time(scenario: Scenario, arrays: at.Arrays) -> float:
+    """``until``, else the last event's time (every arrival and every finish is an event)."""
+    if scenario.until is not None:
+        return float(scenario.until)
+    return float(arrays.fstate[at.NOW]) if arrays.istate[at.JOBS] else 0.0
+
+
+def _close(arrays: at.Arrays, end: float) -> at.Arrays:
+    """Finish the streaming statistics at ``end``: levels, maxima, the requests still in the system, buckets."""
+    tally = arrays.tally
+    width = float(tally.scalars[TALLY_WIDTH])
+    tally = grown(tally, int(end / width) + 2)
+    arrays = arrays._replace(tally=tally)
+    close_tally(arrays, end, max(1, math.ceil(end / width - 1e-9)))
+    _count_live(arrays, end)
+    step, final = int(tally.flags[FACTOR_STEP]), widening(end, float(tally.scalars[BASE_WIDTH]))
+    if final > step:
+        by = factor(final) // factor(step)
+        tally = tally._replace(series=merge_buckets(tally.series, by), areas=merge_buckets(tally.areas, by),
+                               peaks=merge_buckets(tally.peaks, by, "max"))
+        tally.scalars[TALLY_WIDTH] = float(tally.scalars[BASE_WIDTH]) * factor(final)
+        tally.flags[FACTOR_STEP] = final
+        tally.scalars[TALLY_EDGE_LOW] = tally.scalars[TALLY_EDGE_HIGH] = 0.0
+    return arrays._replace(tally=tally)
+
+
+def _count_live(arrays: at.Arrays, end: float) -> None:
+    """Requests still waiting or in service at the end: offered, in the system, overdue if past their deadline."""
+    ids = np.arange(int(arrays.istate[at.EMITTED]), int(arrays.istate[at.JOBS]))
+    rows = ids & (arrays.jf.shape[1] - 1)
+    live = (arrays.ji[at.OUTCOME, rows] == 0) & (arrays.jf[at.ARRIVAL, rows] >= arrays.tally.scalars[TALLY_WARMUP])
+    overdue = live & (arrays.jf[at.DEADLINE, rows] < end)
+    producers = arrays.ji[at.PRODUCER, rows].astype(np.int64)
+    counts = arrays.tally.counts
+    views = [(0, np.ones(len(rows), dtype=bool))]
+    if counts.shape[0] > 1:
+        views += [(producer + 1, producers == producer) for producer in range(counts.shape[0] - 1)]
+    for view, mine in views:
+        here = int(np.count_nonzero(live & mine))
+        counts[view, OFFERED] += here
+        counts[view, OUTCOME_BASE] += here  # outcome 0: in the system
+        counts[view, OVERDUE] += int(np.count_nonzero(overdue & mine))
 
 
 def simulate_compiled(scenario: Scenario, seeds: np.random.SeedSequence,
@@ -216,8 +332,9 @@ def simulate_compiled(scenario: Scenario, seeds: np.random.SeedSequence,
     wall_start = time.perf_counter()
     arrays, columns = run_kernel(scenario, seeds, clock)
     concurrency = int(arrays.ip[at.CONCURRENCY])
-    if scenario.until is not None:
-        end_time = scenario.until
+    streaming = arrays.ip[at.STREAMING] == 1
+    if scenario.until is not None or streaming:
+        end_time = _end_time(scenario, arrays)
     elif len(columns):
         end_time = float(max(np.nanmax(columns.arrival), np.nanmax(columns.finish, initial=0.0), 0.0))
     else:
@@ -228,5 +345,5 @@ def simulate_compiled(scenario: Scenario, seeds: np.random.SeedSequence,
         busy_at_end=concurrency - int(arrays.istate[at.FREE_TOP]), concurrency=concurrency,
         wall_time=time.perf_counter() - wall_start, stage_names=(spec.name,), stage_concurrency=(concurrency,),
         environments=(([0.0] * concurrency, [math.nan] * concurrency),), stage_priced=(False,),
-        stage_memory_gb=(spec.consumers.memory_gb,), invocations=(None,),
+        stage_memory_gb=(spec.consumers.memory_gb,), invocations=(None,), tally=arrays.tally if streaming else None,
     )  # fmt: skip

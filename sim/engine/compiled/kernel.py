@@ -63,14 +63,20 @@ from sim.engine.compiled.layout import (
     RED_MIN,
     RED_WEIGHT,
     RING_FULL,
+    SERIES_FULL,
     SERVICE,
+    SEVERAL_PRODUCERS,
     SKIP_EXPIRED,
     START,
+    STREAMING,
     UNIFORM_AT,
     UNTIL,
     Arrays,
 )
+from sim.engine.compiled.tallying import advance as advance_clock
+from sim.engine.compiled.tallying import arrive, change, close, fold, room_for
 from sim.engine.compiled.waiting import evict_for, oldest, push, serve
+from sim.engine.tally import BUSY, QUEUE, SYSTEM
 
 # Outcome and reason codes of sim.engine.records (repeated as literals for Numba; a test checks them).
 COMPLETED, LATE, EXPIRED, REJECTED, DROPPED = 1, 2, 3, 4, 5
@@ -86,12 +92,33 @@ def _schedule(a: Arrays, event: int, time: float) -> None:
 
 
 @step
+def _level(a: Arrays, kind: int, producer: int, delta: float, now: float) -> None:
+    """A step function (queue, busy, in system) of all requests and of the producer moves."""
+    if a.ip[STREAMING] == 1:
+        change(a.tally, kind, 0, delta, now)
+        if a.ip[SEVERAL_PRODUCERS] == 1:
+            change(a.tally, kind, producer + 1, delta, now)
+
+
+@step
+def _final(a: Arrays, row: int) -> None:
+    """The job's record is final: fold it into the streaming statistics."""
+    if a.ip[STREAMING] == 1:
+        producer = a.ji[PRODUCER, row]
+        view = producer + 1 if a.ip[SEVERAL_PRODUCERS] == 1 else 0
+        fold(a.tally, view, a.jf[ARRIVAL, row], a.jf[DEADLINE, row], a.jf[START, row], a.jf[FINISH, row],
+             a.ji[OUTCOME, row], a.ji[REASON, row])
+
+
+@step
 def _settle(a: Arrays, job: int, code: int, why: int, now: float) -> None:
     """The job leaves without being served."""
     row = job & (a.jf.shape[1] - 1)
     a.ji[OUTCOME, row] = code
     a.jf[FINISH, row] = now
     a.ji[REASON, row] = why
+    _level(a, SYSTEM, a.ji[PRODUCER, row], -1.0, now)
+    _final(a, row)
 
 
 @step
@@ -99,6 +126,7 @@ def _begin(a: Arrays, slot: int, job: int, now: float) -> None:
     row = job & (a.jf.shape[1] - 1)
     a.jf[START, row] = now
     a.slot_job[slot] = job
+    _level(a, BUSY, a.ji[PRODUCER, row], 1.0, now)
     _schedule(a, a.ip[PRODUCERS] + slot, now + a.jf[SERVICE, row])
 
 
@@ -107,7 +135,9 @@ def _pop_waiting(a: Arrays, now: float) -> int:
     """The discipline's next job (the queue is not empty)."""
     a.istate[QUEUED] -= 1
     mask = a.jf.shape[1] - 1
-    return serve(a.ip[DISCIPLINE], a.q, a.q_head, a.q_size, a.istate[QUEUED] + 1, a.ip, a.fp, a.jf, mask, now)
+    job = serve(a.ip[DISCIPLINE], a.q, a.q_head, a.q_size, a.istate[QUEUED] + 1, a.ip, a.fp, a.jf, mask, now)
+    _level(a, QUEUE, a.ji[PRODUCER, job & mask], -1.0, now)
+    return job
 
 
 @step
@@ -254,13 +284,16 @@ def _admit(a: Arrays, job: int, producer: int, now: float) -> None:
             a.fstate[LAST_EMPTY] = now
         push(a.q, a.q_head, a.q_size, level, job)
         ist[QUEUED] += 1
+        _level(a, QUEUE, producer, 1.0, now)
     else:
         victim = -1
         if ip[DROP_OLDEST] == 1 and queued > 0:
             victim = evict_for(ip[DISCIPLINE], a.q, a.q_head, a.q_size, level)
         if victim >= 0:
+            _level(a, QUEUE, a.ji[PRODUCER, victim & (a.jf.shape[1] - 1)], -1.0, now)
             _settle(a, victim, DROPPED, OVERFLOW_REASON, now)
             push(a.q, a.q_head, a.q_size, level, job)
+            _level(a, QUEUE, producer, 1.0, now)
         else:
             _settle(a, job, REJECTED, 0, now)
 
@@ -280,6 +313,9 @@ def _on_arrival(a: Arrays, producer: int, now: float) -> int:
     a.ji[OUTCOME, row] = 0
     a.ji[REASON, row] = 0
     a.ji[PRODUCER, row] = producer
+    if a.ip[STREAMING] == 1:
+        arrive(a.tally, now)
+    _level(a, SYSTEM, producer, 1.0, now)
     _admit(a, job, producer, now)
     position += 1
     a.block_position[producer] = position
@@ -296,6 +332,10 @@ def _on_finish(a: Arrays, slot: int, now: float) -> None:
     row = job & (a.jf.shape[1] - 1)
     a.jf[FINISH, row] = now
     a.ji[OUTCOME, row] = COMPLETED if now <= a.jf[DEADLINE, row] else LATE
+    producer = a.ji[PRODUCER, row]
+    _level(a, BUSY, producer, -1.0, now)
+    _level(a, SYSTEM, producer, -1.0, now)
+    _final(a, row)
     waiting = _take(a, now)
     if waiting >= 0:
         _begin(a, slot, waiting, now)
@@ -343,6 +383,10 @@ def advance(a: Arrays) -> int:
         now = a.event_time[event]
         if bounded and now >= until:
             return DONE  # SimPy's stop event at `until` is URGENT: nothing at that instant runs
+        if ip[STREAMING] == 1:
+            if not room_for(a.tally, now):
+                return SERIES_FULL
+            advance_clock(a.tally, now)
         ist[HEAP_SIZE] = heap_pop(a.heap, ist[HEAP_SIZE], a.event_time, a.event_id)
         a.fstate[NOW] = now
         ist[EVENTS] += 1
@@ -373,3 +417,9 @@ def start_producer(a: Arrays, producer: int) -> None:
     """Schedule a producer's first arrival (the driver calls this in producer order, as SimPy does)."""
     a.block_position[producer] = 0
     _schedule(a, producer, a.arrival_times[producer, 0])
+
+
+@entry
+def close_tally(a: Arrays, end: float, buckets: int) -> None:
+    """Integrate the streaming statistics up to ``end`` (see :func:`sim.engine.compiled.tallying.close`)."""
+    close(a.tally, end, buckets)

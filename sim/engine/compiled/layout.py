@@ -10,10 +10,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from sim.engine.tally import Tally
+
 # Integer parameters (``ip``).
 DISCIPLINE, LIMIT, DROP_OLDEST, SKIP_EXPIRED, AQM, PRODUCERS, CONCURRENCY, HAS_UNTIL = range(8)
-ADAPT_BY_LENGTH, ADAPT_LENGTH, AQM_CAPACITY, SEVERAL_PRODUCERS, EVENT_BUDGET = range(8, 13)
-INT_PARAMS = 13
+ADAPT_BY_LENGTH, ADAPT_LENGTH, AQM_CAPACITY, SEVERAL_PRODUCERS, EVENT_BUDGET, STREAMING = range(8, 14)
+INT_PARAMS = 14
 
 # Float parameters (``fp``).
 UNTIL, ADAPT_WAIT, RED_MIN, RED_MAX, RED_MAX_P, RED_WEIGHT, HEAD_TARGET, HEAD_INTERVAL = range(8)
@@ -37,7 +39,7 @@ FIFO, LIFO, PRIORITY, ADAPTIVE_LIFO = range(4)
 NO_AQM, RED, PROPORTIONAL, CODEL, FAIL_AT_SCALE = range(5)
 
 # Why the kernel returned to Python.
-DONE, NEED_BLOCK, NEED_UNIFORMS, RING_FULL, QUEUE_FULL, BUDGET_SPENT = range(6)
+DONE, NEED_BLOCK, NEED_UNIFORMS, RING_FULL, QUEUE_FULL, BUDGET_SPENT, SERIES_FULL = range(7)
 
 
 class Arrays(NamedTuple):
@@ -73,3 +75,5 @@ class Arrays(NamedTuple):
     early_scope: np.ndarray
     """Per producer, 1 if the early-drop policy (RED, proportional) may drop its requests."""
     uniforms: np.ndarray
+    tally: Tally
+    """The streaming statistics (updated only with ``STREAMING``)."""
