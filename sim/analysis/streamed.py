@@ -83,6 +83,10 @@ def _row(tally: Tally, view: int, scenario: Scenario, span: float, concurrency: 
     def per_second(value: float) -> float:
         return value / span if span > 0 else math.nan
 
+    def averaged(area: int, kind: int) -> float:
+        """A time average over [warm-up, end]; an empty span reads the level there (as the exact path does)."""
+        return float(sums[area]) / span if span > 0 else float(tally.level[kind, view])
+
     return {
         "offered": offered, **{label: outcome[label] for label in OUTCOMES if label != "in_system"},
         "in_system": outcome["in_system"], "overdue": overdue,
@@ -96,9 +100,9 @@ def _row(tally: Tally, view: int, scenario: Scenario, span: float, concurrency: 
         "wait_mean": sums[WAIT_SUM] / served if served else math.nan,
         **{f"wait_{percentile_column(p)}": float(v) for p, v in zip(WAIT_PERCENTILES, wait, strict=True)},
         "wasted_work": float(sums[WASTED]),
-        "utilization": per_second(sums[BUSY_AREA]) / concurrency,
-        "mean_queue": per_second(sums[QUEUE_AREA]), "max_queue": int(sums[QUEUE_PEAK]),
-        "mean_in_system": per_second(sums[SYSTEM_AREA]),
+        "utilization": averaged(BUSY_AREA, BUSY) / concurrency,
+        "mean_queue": averaged(QUEUE_AREA, QUEUE), "max_queue": int(sums[QUEUE_PEAK]),
+        "mean_in_system": averaged(SYSTEM_AREA, SYSTEM),
     }  # fmt: skip
 
 

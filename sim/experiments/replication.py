@@ -81,7 +81,7 @@ def requests_frame(records: RunRecords, producer_names: list[str]) -> pd.DataFra
     attempts, receives, throttles, cold starts, duplicates and billed GB-seconds.
     """
     c = records.columns
-    frame = _common_columns(c, producer_names, "request", np.arange(len(c)))
+    frame = _common_columns(c, producer_names, "request", c.request)
     if c.usage is not None:
         own_job = records.columns is records.jobs
         frame["attempts"] = np.ones(len(c), dtype=np.int64) if own_job else c.usage.attempt
