@@ -48,6 +48,10 @@ class Model:
     patience: float = math.inf
     scenario: str | None = None
     """A bundled scenario file that only qsim can run (SQS + Lambda semantics have no peer model)."""
+    stop: float | None = None
+    """Poisson arrivals until this time instead of ``requests`` of them (the day-long model)."""
+    compiled_only: bool = False
+    """A model only the compiled engine runs in a reasonable time and memory (100 M requests and more)."""
 
     @property
     def log_mean(self) -> float:
@@ -81,6 +85,14 @@ def models(quick: bool) -> dict[str, Model]:
                 consumers, burst, burst, 0.5, window=1.0, sigma=0.5, patience=3.0,
             ),
         )
+    } | {
+        m.key: m
+        for m in (
+            Model("mm1-100m", "M/M/1, rho 0.9, 100 M requests, report.requests: none", 1, 100_000_000 // d, 0, 1.0,
+                  rate=0.9, compiled_only=True),
+            Model("day", "a day at 10,000/s (864 M requests) into 12,000/s of capacity (M/M/12)", 12,
+                  864_000_000 // d, 0, 0.001, rate=10_000.0, stop=86_400.0 / d, compiled_only=True),
+        )
     }  # fmt: skip
 
 
@@ -96,6 +108,8 @@ class Answer:
     expired_share: float
     engine: float | None = None
     """qsim only: the part of ``wall`` spent in the event loop (the rest is summarising)."""
+    compile: float | None = None
+    """The compiled engine only: seconds to compile (or load from Numba's cache) before the timed run."""
 
 
 def arrival_gaps(model: Model, rng: random.Random) -> Iterator[float]:
@@ -120,6 +134,8 @@ def qsim_scenario(model: Model) -> dict[str, Any]:
     """The model as a qsim scenario file would say it."""
     if model.rate is None:
         arrivals: dict[str, Any] = {"process": "burst", "count": model.requests, "over": model.window}
+    elif model.stop is not None:
+        arrivals = {"process": "poisson", "rate": model.rate, "stop": model.stop}
     else:
         arrivals = {"process": "poisson", "rate": model.rate, "count": model.requests}
     if model.sigma is None:
@@ -138,7 +154,7 @@ def qsim_scenario(model: Model) -> dict[str, Any]:
     }
 
 
-def run_qsim(model: Model) -> Answer:
+def run_qsim(model: Model, engine: str = "simpy", requests: str = "all") -> Answer:
     """The full ``sim.run``: engine plus summary and time series, as a user gets it (no files)."""
     import sim
 
@@ -146,17 +162,30 @@ def run_qsim(model: Model) -> Answer:
         from pathlib import Path
 
         path = Path(__file__).resolve().parents[1] / "scenarios" / f"{model.scenario}.yaml"
-        overrides = {"producers.0.arrivals.count": model.requests, "consumers.concurrency": model.servers}
+        overrides = {"producers.0.arrivals.count": model.requests, "consumers.concurrency": model.servers,
+                     "engine": engine, "report.requests": requests}
         scenario = sim.load_scenario(path, overrides)
     else:
-        scenario = sim.scenario_from_dict(qsim_scenario(model))
+        scenario = sim.scenario_from_dict({**qsim_scenario(model), "engine": engine, "report": {"requests": requests}})
+    compiled = None
+    if engine == "compiled":  # compile (or load the cached machine code) before the clock starts
+        began = time.perf_counter()
+        sim.run(sim.scenario_from_dict({**qsim_scenario(model), "name": "warm-up", "engine": engine,
+                                        "producers": [{"arrivals": {"process": "poisson", "rate": 1, "count": 10}}],
+                                        "report": {"requests": requests}}))
+        compiled = time.perf_counter() - began
     start = time.perf_counter()
     result = sim.run(scenario)
     wall = time.perf_counter() - start
     row = result.summary.iloc[0]
     offered = int(row["offered"])
-    engine = result.runs[0].records.wall_time
-    return Answer(offered, wall, float(row["wait_mean"]), int(row["expired"]) / offered, engine)
+    engine_seconds = result.runs[0].records.wall_time
+    return Answer(offered, wall, float(row["wait_mean"]), int(row["expired"]) / offered, engine_seconds, compiled)
+
+
+def run_compiled(model: Model) -> Answer:
+    """The compiled engine, streaming its statistics (``report.requests: none``), through the same ``sim.run``."""
+    return run_qsim(model, engine="compiled", requests="none")
 
 
 @dataclass(slots=True)
@@ -252,4 +281,5 @@ def run_ciw(model: Model) -> Answer:
     return Answer(len(records), wall, sum(waits) / len(waits), (len(records) - len(waits)) / len(records))
 
 
-RUNNERS: dict[str, Callable[[Model], Answer]] = {"qsim": run_qsim, "simpy": run_simpy, "ciw": run_ciw}
+RUNNERS: dict[str, Callable[[Model], Answer]] = {"qsim": run_qsim, "compiled": run_compiled, "simpy": run_simpy,
+                                                 "ciw": run_ciw}
