@@ -56,6 +56,14 @@ def entry(function: F) -> F:
 
 
 def step(function: F) -> F:
-    """A piece of the loop, inlined into its caller (no call, nothing to count)."""
+    """A small piece of the loop, inlined into its caller by Numba (no call: a call passes every
+    array of the state by value, which costs more than the piece itself)."""
     compiled: F = njit(inline="always", **_OPTIONS)(function)
+    return compiled
+
+
+def apart(function: F) -> F:
+    """A larger piece, compiled once and called: inlining it at every call site made the first
+    compile take minutes. Such pieces take only the arrays they need (small calls)."""
+    compiled: F = njit(**_OPTIONS)(function)
     return compiled

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 from sim.engine.compiled.heap import heap_pop, heap_push
-from sim.engine.compiled.jit import entry, step
+from sim.engine.compiled.jit import apart, entry, step
 from sim.engine.compiled.layout import (
     AQM,
     AQM_CAPACITY,
@@ -157,7 +157,7 @@ def _codel_dequeue(a: Arrays, now: float) -> tuple[int, bool]:
     return job, now >= a.fstate[CODEL_FIRST_ABOVE]
 
 
-@step
+@apart
 def _codel_pop(a: Arrays, now: float) -> int:
     """CoDel's ``dequeue`` (see :class:`sim.engine.aqm.Codel`): drops at the head, then the job to serve."""
     interval, fs, ist = a.fp[HEAD_INTERVAL], a.fstate, a.istate
@@ -192,7 +192,7 @@ def _codel_pop(a: Arrays, now: float) -> int:
     return job
 
 
-@step
+@apart
 def _fail_at_scale_pop(a: Arrays, now: float) -> int:
     """Facebook's queue timeout (see :class:`sim.engine.aqm.FailAtScale`)."""
     target, interval = a.fp[HEAD_TARGET], a.fp[HEAD_INTERVAL]
@@ -239,7 +239,7 @@ def _uniform(a: Arrays) -> float:
     return float(value)
 
 
-@step
+@apart
 def _early_drop(a: Arrays, producer: int, length: int, must_wait: bool) -> bool:
     """RED (Floyd & Jacobson) or the article's proportional drop; see :mod:`sim.engine.aqm`."""
     if a.ip[AQM] == PROPORTIONAL:
@@ -354,9 +354,10 @@ def _needs(a: Arrays) -> int:
     policy = a.ip[AQM]
     if (policy in (RED, PROPORTIONAL)) and ist[UNIFORM_AT] >= a.uniforms.shape[0]:
         return NEED_UNIFORMS
-    for level in range(a.q.shape[0]):
-        if a.q_size[level] >= a.q.shape[1]:
-            return QUEUE_FULL
+    if a.ip[LIMIT] < 0:  # an unbounded queue may need more room; a bounded one was sized to fit
+        for level in range(a.q.shape[0]):
+            if a.q_size[level] >= a.q.shape[1]:
+                return QUEUE_FULL
     return 0
 
 

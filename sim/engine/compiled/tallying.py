@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from sim.engine.compiled.jit import step
+from sim.engine.compiled.jit import apart, step
 from sim.engine.tally import (
     ARRIVALS,
     BASE_WIDTH,
@@ -99,9 +99,19 @@ def _record_peaks(t: Tally, when: float) -> None:
 @step
 def advance(t: Tally, now: float) -> None:
     """The clock moves to ``now``: settle the previous instant's peaks; enter the buckets passed."""
+    if t.flags[STARTED] == 1:
+        if now == t.scalars[PREVIOUS]:
+            return
+        if (t.flags[PENDING_PEAKS] == 0 and t.scalars[EDGE_LOW] <= now < t.scalars[EDGE_HIGH]
+                and not t.scalars[PREVIOUS] <= t.scalars[WARMUP] < now):
+            t.scalars[PREVIOUS] = now  # the common case: nothing to settle, still in the same bucket
+            return
+    _advance(t, now)
+
+
+@apart
+def _advance(t: Tally, now: float) -> None:
     previous = t.scalars[PREVIOUS]
-    if t.flags[STARTED] == 1 and now == previous:
-        return
     if t.flags[PENDING_PEAKS] == 1:
         _record_peaks(t, previous)
     warmup = t.scalars[WARMUP]
@@ -131,7 +141,12 @@ def _spread(t: Tally, kind: int, level: float, since: float, now: float) -> None
     """Add ``level`` over ``[since, now)`` to the buckets' integrals."""
     if t.scalars[EDGE_LOW] <= since and now <= t.scalars[EDGE_HIGH]:
         t.areas[kind, t.flags[ENTERED]] += level * (now - since)
-        return
+    else:
+        _spread_across(t, kind, level, since, now)
+
+
+@apart
+def _spread_across(t: Tally, kind: int, level: float, since: float, now: float) -> None:
     width = t.scalars[WIDTH]
     bucket = bucket_of(t, since)
     begin = since
@@ -188,14 +203,15 @@ def _count(t: Tally, view: int, arrival: float, start: float, finish: float, out
             t.sums[view, WASTED] += finish - start
 
 
-@step
+@apart
 def fold(t: Tally, producer_view: int, arrival: float, deadline: float, start: float, finish: float,
          outcome: int, reason: int) -> None:
     """A request's record is final: count it in the time series and, after the warm-up, its views."""
     series = t.series
     if outcome == COMPLETED:
-        series[SERVED_AT, bucket_of(t, finish)] += 1
-        series[COMPLETED_AT, bucket_of(t, finish)] += 1
+        bucket = bucket_of(t, finish)
+        series[SERVED_AT, bucket] += 1
+        series[COMPLETED_AT, bucket] += 1
     elif outcome == LATE:
         series[SERVED_AT, bucket_of(t, finish)] += 1
         series[LATE_AT, bucket_of(t, deadline)] += 1
@@ -218,7 +234,7 @@ def room_for(t: Tally, time: float) -> bool:
 
 
 
-@step
+@apart
 def close(t: Tally, end: float, buckets: int) -> None:
     """The run ended at ``end``: integrate every level up to it and settle the last maxima.
 
