@@ -59,7 +59,7 @@ class Model:
         """The Erlang C mean wait for the M/M/c models; None when there is no closed form."""
         if self.rate is None or self.sigma is not None or math.isfinite(self.patience):
             return None
-        from sim.theory import mmc
+        from sim.analysis.theory import mmc
 
         return mmc(self.rate, 1 / self.service_mean, self.servers).wait
 
