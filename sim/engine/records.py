@@ -25,12 +25,14 @@ job ``start``                          :mod:`~sim.engine.queue_stage` (start ste
 job ``finish``, ``outcome``,           :mod:`~sim.engine.queue_stage` (finish, settle);
 ``reason``                             :mod:`~sim.engine.broker` (delete, settle)
 job ``cold_starts``, ``gb_seconds``,   :mod:`~sim.engine.queue_stage` (start step, when metered);
-``invocations``, ``throttles``         :mod:`~sim.engine.broker` (invoke, receive)
+``invocations``                        :mod:`~sim.engine.broker` (invoke)
+job ``throttles``                      :mod:`~sim.engine.queue_stage` (admit: a direct invocation
+                                       finds no environment); :mod:`~sim.engine.broker` (receive)
 job ``receives``, ``duplicates``,      :mod:`~sim.engine.broker`
 ``sqs_requests``
-request ``producer``, ``arrival``,     :class:`~sim.engine.routing.Tracker` ``new_request``
-``deadline``, ``pending``              (``deadline`` again per retry attempt, ``pending`` per
-                                       fan-out, by :class:`~sim.engine.routing.Router`)
+request ``producer``, ``arrival``,     :class:`~sim.engine.routing.Tracker` ``new_request``;
+``deadline``, ``pending``              ``deadline`` again per attempt by the ``Client``,
+                                       ``pending`` per fan-out by the ``Router``
 request ``finish``, ``outcome``,       :class:`~sim.engine.routing.Router` (first failure, last
 ``reason``                             job); :class:`~sim.engine.routing.Client` (resolution)
 request ``start``, ``service``,        :meth:`RequestLog.freeze`, from the request's jobs
