@@ -7,9 +7,8 @@ from typing import Any
 import numpy as np
 
 import sim
-from sim.engine.aqm import Uniforms
 from sim.engine.records import OUTCOMES, REASONS
-from sim.engine.simulation import FAILURES, STAGE_STREAMS, replication_seeds, stream
+from sim.engine.streams import FAILURES, STAGE_STREAMS, replication_seeds, stream, uniform_stream
 from tests.helpers import make_scenario
 
 
@@ -105,7 +104,7 @@ def test_batching_window_waits_to_fill_a_batch() -> None:
 
 def failing_messages(seed: int, count: int, probability: float) -> list[int]:
     """Which messages of the first batch the failure stream fails (one draw per message, in order)."""
-    uniform = Uniforms(stream(replication_seeds(seed, 0), STAGE_STREAMS, FAILURES))
+    uniform = uniform_stream(stream(replication_seeds(seed, 0), STAGE_STREAMS, FAILURES))
     return [index for index in range(count) if uniform() < probability]
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import sim
-from sim.engine.aqm import Uniforms
 from sim.engine.records import OUTCOMES
-from sim.engine.simulation import RETRIES, replication_seeds, stream
+from sim.engine.streams import RETRIES, replication_seeds, stream, uniform_stream
+from sim.model.distributions import Sampler
 from tests.helpers import make_scenario
 
 
@@ -51,9 +51,9 @@ def test_constant_backoff_waits_base_each_time() -> None:
     assert attempts_of(result, 1) == [0.5, 0.8, 1.1]
 
 
-def uniforms(seed: int) -> Uniforms:
+def uniforms(seed: int) -> Sampler:
     """The retrying producer's jitter stream, as the engine draws it."""
-    return Uniforms(stream(replication_seeds(seed, 0), 0, RETRIES))
+    return uniform_stream(stream(replication_seeds(seed, 0), 0, RETRIES))
 
 
 @pytest.mark.parametrize("jitter", ["full", "equal", "decorrelated"])

@@ -81,10 +81,50 @@ def test_idle_environments_are_reclaimed_after_the_idle_timeout() -> None:
     # t=0 cold (idle from 2 s), t=4 warm (idle 2 s < 5 s; idle again from 5 s), t=12 cold:
     # the environment was reclaimed at 10 s.
     assert records.jobs.usage.cold_starts.tolist() == [1, 0, 1]
-    created, reclaimed = records.environments[0]
-    assert created == [0.0, 12.0]
-    assert reclaimed[0] == 10.0
-    assert np.isnan(reclaimed[1])
+    np.testing.assert_array_equal(records.environments[0], [[0.0, 10.0], [12.0, np.nan]])
+
+
+def test_each_environment_keeps_its_own_creation_and_reclaim_time() -> None:
+    # Environments are reused most recently released first and reclaimed oldest idle first,
+    # so reclaim order is not creation order. By hand (idle timeout 3 s, no cold start):
+    # t=0 "long" creates env 0 (busy to 2); t=0.5 "short" creates env 1 (busy to 1.5);
+    # t=2.5 "reuse" takes env 0, released last (busy to 3.5); t=10 both are stale: env 1 was
+    # reclaimed at 1.5 + 3 = 4.5, env 0 at 3.5 + 3 = 6.5; "late" creates env 2, alive at the end.
+    scenario = make_scenario(
+        consumers={"concurrency": 5, "service": {"dist": "constant", "value": "1s"},
+                   "scaling": {"rate": "100/s", "burst": 10, "idle_timeout": "3s"}},
+        producers=[
+            {"name": "long", "arrivals": {"process": "burst", "count": 1, "at": "0s"},
+             "service": {"dist": "constant", "value": "2s"}},
+            {"name": "short", "arrivals": {"process": "burst", "count": 1, "at": "0.5s"}},
+            {"name": "reuse", "arrivals": {"process": "burst", "count": 1, "at": "2.5s"}},
+            {"name": "late", "arrivals": {"process": "burst", "count": 1, "at": "10s"}},
+        ],
+    )
+    run = sim.run(scenario).runs[0]
+    assert run.records.jobs.usage is not None
+    assert run.records.jobs.usage.cold_starts.tolist() == [1, 1, 0, 1]
+    np.testing.assert_array_equal(run.records.environments[0], [[0.0, 6.5], [0.5, 4.5], [10.0, np.nan]])
+    frame = run.environments
+    assert list(frame.columns) == ["stage", "environment", "created", "reclaimed"]
+    assert frame["stage"].tolist() == [run.records.stage_names[0]] * 3
+    assert frame["environment"].tolist() == [0, 1, 2]
+    np.testing.assert_array_equal(frame[["created", "reclaimed"]].to_numpy(), run.records.environments[0])
+
+
+def test_a_fixed_pool_lists_its_workers_alive_for_the_whole_run() -> None:
+    one_second = {"dist": "constant", "value": "1s"}
+    scenario = sim.scenario_from_dict({
+        "name": "two-stages",
+        "producers": [{"arrivals": {"process": "burst", "count": 3, "at": "0s"}}],
+        "stages": [{"name": "front", "consumers": {"concurrency": 2, "service": one_second}, "then": ["back"]},
+                   {"name": "back", "consumers": {"concurrency": 1, "service": one_second}}],
+    })
+    frame = sim.run(scenario).runs[0].environments
+    assert frame["stage"].tolist() == ["front", "front", "back"]
+    assert frame["environment"].tolist() == [0, 1, 0]
+    assert frame["created"].tolist() == [0.0, 0.0, 0.0]
+    assert frame["reclaimed"].isna().all()
 
 
 def test_initial_environments_are_warm() -> None:

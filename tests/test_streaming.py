@@ -74,7 +74,8 @@ SUPPORTED = [path for path in sorted((ROOT / "scenarios").glob("*.yaml"))
 @pytest.mark.parametrize("path", SUPPORTED, ids=lambda p: p.stem)
 def test_bundled_scenarios_stream_to_the_exact_summary(path: Path) -> None:
     exact, streamed = exact_and_streamed(sim.load_scenario(path))
-    assert streamed.records.tally is not None and len(streamed.records.columns) == 0
+    assert streamed.records.tally is not None
+    assert len(streamed.records.columns) == 0
     assert_same_summary(exact.summary, streamed.summary)
     assert_same_series(exact.timeseries, streamed.timeseries)
 
@@ -105,7 +106,8 @@ def test_a_long_run_widens_the_buckets_like_the_exact_path() -> None:
                              consumers={"concurrency": 1, "service": {"dist": "exponential", "mean": "1s"}})
     assert factor(widening(100_000.0, 1.0)) == 10
     exact, streamed = exact_and_streamed(scenario)
-    assert exact.timeseries.attrs["bucket"] == 10.0 and len(exact.timeseries) <= MAX_BUCKETS
+    assert exact.timeseries.attrs["bucket"] == 10.0
+    assert len(exact.timeseries) <= MAX_BUCKETS
     assert_same_series(exact.timeseries, streamed.timeseries)
     assert_same_summary(exact.summary, streamed.summary)
 
@@ -127,7 +129,8 @@ def test_a_sample_keeps_n_requests_uniformly_and_reproducibly() -> None:
     first, again = (sim.run(scenario).runs[0].requests for _ in range(2))
     assert len(first) == 2000
     pd.testing.assert_frame_equal(first, again)
-    assert first["request"].is_monotonic_increasing and first["request"].is_unique
+    assert first["request"].is_monotonic_increasing
+    assert first["request"].is_unique
     # Uniform over 0..99,999: the mean id of 2,000 draws has standard error 100,000 / sqrt(12 * 2000) = 645;
     # five standard errors (3,227) bound a correct sampler; one biased towards either end by 5 % fails.
     assert abs(first["request"].mean() - 49_999.5) < 3_300

@@ -90,8 +90,8 @@ def timeseries(records: RunRecords, bucket: float, intervals: Intervals | None =
 
 def _provisioned(records: RunRecords) -> StepFunction:
     """Execution environments alive over time, all stages (warm or busy)."""
-    created = np.concatenate([np.asarray(c, dtype=float) for c, _ in records.environments])
-    reclaimed = np.concatenate([np.asarray(r, dtype=float) for _, r in records.environments])
+    spans = np.concatenate(records.environments)  # rows (created, reclaimed); NaN: alive at the end
+    created, reclaimed = spans[:, 0], spans[:, 1]
     return StepFunction(created, np.where(np.isnan(reclaimed), records.end_time, reclaimed))
 
 

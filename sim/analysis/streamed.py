@@ -15,8 +15,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from sim.analysis.metrics import WAIT_PERCENTILES, latency_percentiles, summary_columns
-from sim.engine.records import OUTCOMES
-from sim.engine.simulation import RunRecords
+from sim.engine.records import OUTCOMES, RunRecords
 from sim.engine.tally import (
     ARRIVALS,
     BUSY,

@@ -17,18 +17,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-import numpy as np
-
 from sim.engine.queues import Queue
-from sim.model.distributions import Sampler, Uniform
 
 Drop = Callable[[int, float], None]
-
-
-
-def Uniforms(rng: np.random.Generator) -> Sampler:
-    """Uniform(0, 1) numbers drawn in blocks, handed out one at a time."""
-    return Sampler(Uniform(0.0, 1.0), rng)
 
 
 class Red:
@@ -207,3 +198,7 @@ class FailAtScale(HeadDrop):
             return job
         self.last_empty = now
         return -1
+
+
+EarlyDrop = Red | Proportional
+"""A policy that decides on arrival (the head-drop ones are subclasses of :class:`HeadDrop`)."""

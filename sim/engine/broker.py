@@ -17,26 +17,29 @@ At-least-once semantics, event by event:
   reappears while still running and can be received and processed again: each extra
   successful processing is a duplicate.
 
-Pollers (the event source mapping's concurrent batches) start at ``pollers.initial`` when
-messages arrive at an idle queue and grow by ``pollers.rate`` up to ``pollers.max``; once the
-queue is empty and idle they scale back, so the next burst ramps up again. They do not see
-the function's concurrency, so they can pull more than it may run; a poller whose batch is
-throttled backs off for ``pollers.throttle_backoff`` before it receives again. Retention is
-applied when a message would be received. Visibility timeouts cost one event per batch, not
-per message.
+Pollers (the event source mapping's concurrent batches; :class:`PollerState`) start at
+``pollers.initial`` when messages arrive at an idle queue and grow by ``pollers.rate`` up to
+``pollers.max``; once the queue is empty and idle they scale back, so the next burst ramps up
+again. They do not see the function's concurrency, so they can pull more than it may run; a
+poller whose batch is throttled backs off for ``pollers.throttle_backoff`` before it receives
+again. Retention is applied when a message would be received. Visibility timeouts cost one
+event per batch, not per message.
+
+:class:`_Delivery` wires it, one method per step: :meth:`~_Delivery.send`,
+:meth:`~_Delivery.receive`, :meth:`~_Delivery.invoke`, :meth:`~_Delivery.on_invocation_done`
+(delete), :meth:`~_Delivery.on_visibility` (redeliver), and the pollers' :meth:`~_Delivery.poll`,
+growth and back-off.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
-from heapq import heappush
-
-import simpy
-from simpy.events import NORMAL, Event
+from dataclasses import dataclass
+from typing import cast
 
 from sim.engine.consumers import Execution, Pool, Slot
+from sim.engine.kernel import Handler, Kernel, Reusable
 from sim.engine.records import (
     COMPLETED,
     DEAD_LETTERED,
@@ -51,8 +54,8 @@ from sim.engine.records import (
     TIMEOUT,
     JobLog,
 )
-from sim.engine.stage import Listener, Stage, call_at
-from sim.model.delivery_specs import BatchSpec, PollersSpec
+from sim.engine.stage import Listener, Stage
+from sim.model.delivery_specs import BatchSpec, DeliverySpec, PollersSpec
 from sim.model.schema import StageSpec
 
 
@@ -77,91 +80,148 @@ class Broker:
         return len(jobs)
 
 
-def wire_broker(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: Pool, execution: Execution,
+@dataclass(slots=True)
+class PollerState:
+    """The event source mapping's pollers at run time."""
+
+    active: int = 0
+    """Pollers busy: running a batch's invocation, or backing off after a throttled one."""
+    ramp_start: float = math.nan
+    """When messages arrived at the idle queue: the pollers ramp up from then (NaN while idle)."""
+    window_pending: bool = False
+    """A wake-up is scheduled for when the batching window closes."""
+    growth_pending: bool = False
+    """A wake-up is scheduled for when the ramp allows one more poller."""
+    last_end: float = 0.0
+    """When the last invocation ended (a duplicate processing may end after every job record)."""
+
+
+def wire(kernel: Kernel, spec: StageSpec, log: JobLog, *, pool: Pool, execution: Execution,
                 listener: Listener | None) -> Stage:
     """Build a stage whose consumers are fed by broker delivery; return it with ``admit`` = send."""
-    heap, next_id = env._queue, env._eid
-    arrival, deadline, service, producer = log.arrival, log.deadline, log.service, log.producer
-    start, finish, outcome, reason = log.start, log.finish, log.outcome, log.reason
-    receives, throttles, cold_starts, duplicates = log.receives, log.throttles, log.cold_starts, log.duplicates
-    gb_seconds, invocations, sqs_requests = log.gb_seconds, log.invocations, log.sqs_requests
-    delivery = spec.queue.delivery
-    assert delivery is not None
-    pollers = spec.queue.pollers or PollersSpec()
-    batch = spec.consumers.batch or BatchSpec()
-    capacity = math.inf if spec.queue.capacity is None else spec.queue.capacity
-    skip_expired = spec.queue.on_expired == "skip"
-    memory_gb = spec.consumers.memory_gb
-    broker = Broker()
-    visible, in_flight = broker.visible, broker.in_flight
-    receipts = iter(range(1, 2**62))
-    state = {"active": 0, "first": math.nan, "window": False, "growth": False, "last": 0.0}
+    assert spec.queue.delivery is not None
+    delivery = _Delivery(kernel, spec, log, pool, execution, listener)
+    broker, state, outcome = delivery.broker, delivery.state, log.outcome
+    return Stage(spec.name, spec.consumers.concurrency, delivery.send, pool, lambda: broker.held(outcome),
+                 lambda: 0, spec.consumers.priced, lambda: state.last_end, broker.invocations)
 
-    def at(time: float, callback: Callable[[Event], None], value: object = None) -> None:
-        call_at(env, time, callback, value)
 
-    def settle(job: int, code: int, now: float, why: int = NO_REASON) -> None:
-        outcome[job] = code
-        finish[job] = now
-        reason[job] = why
-        in_flight.pop(job, None)
-        if listener is not None:
-            listener.failed(job, code, now)
+class _Delivery:
+    """One brokered stage at run time: each method is a step of a message's life (module docstring)."""
 
-    def allowed(now: float) -> int:
-        grown = int((now - state["first"]) * pollers.rate + 1e-9)
+    __slots__ = ("batch", "broker", "capacity", "delivery", "done", "execution", "in_flight", "kernel", "listener",
+                 "log", "memory_gb", "pollers", "pool", "receipts", "skip_expired", "sqs_requests", "state", "visible")
+
+    def __init__(self, kernel: Kernel, spec: StageSpec, log: JobLog, pool: Pool, execution: Execution,
+                 listener: Listener | None) -> None:
+        assert spec.queue.delivery is not None
+        self.kernel = kernel
+        self.log = log
+        self.pool = pool
+        self.execution = execution
+        self.listener = listener
+        self.delivery: DeliverySpec = spec.queue.delivery
+        self.pollers = spec.queue.pollers or PollersSpec()
+        self.batch = spec.consumers.batch or BatchSpec()
+        self.capacity = math.inf if spec.queue.capacity is None else spec.queue.capacity
+        self.skip_expired = spec.queue.on_expired == "skip"
+        self.memory_gb = spec.consumers.memory_gb
+        self.broker = Broker()
+        self.visible, self.in_flight = self.broker.visible, self.broker.in_flight
+        self.sqs_requests = log.sqs_requests
+        self.state = PollerState()
+        self.receipts = iter(range(1, 2**62))
+        self.done: list[Handler] = [self.on_invocation_done]
+
+    def send(self, job: int, now: float) -> None:
+        """SendMessage: the message becomes visible, unless a bounded queue is full."""
+        self.sqs_requests[job] += 1
+        visible = self.visible
+        if len(visible) + len(self.in_flight) >= self.capacity:
+            self.settle(job, REJECTED, now)
+            return
+        state = self.state
+        if math.isnan(state.ramp_start):
+            state.ramp_start = now
+        visible.append(job)
+        self.poll(now)
+
+    def settle(self, job: int, code: int, now: float, why: int = NO_REASON) -> None:
+        """The message leaves unprocessed (rejected, expired, dead-lettered, past retention)."""
+        log = self.log
+        log.outcome[job] = code
+        log.finish[job] = now
+        log.reason[job] = why
+        self.in_flight.pop(job, None)
+        if self.listener is not None:
+            self.listener.failed(job, code, now)
+
+    def allowed(self, now: float) -> int:
+        """Pollers the ramp allows at ``now``: ``initial``, plus ``rate`` a second, up to ``max``."""
+        pollers = self.pollers
+        grown = int((now - self.state.ramp_start) * pollers.rate + 1e-9)
         return min(pollers.max, pollers.initial + grown)
 
-    def poll(now: float, force: bool = False) -> None:
-        """Start receives while messages are visible and pollers are free."""
-        while visible and state["active"] < allowed(now):
+    def poll(self, now: float, force: bool = False) -> None:
+        """Start receives while messages are visible and pollers are free (``force``: the window closed)."""
+        visible, state, batch, pollers = self.visible, self.state, self.batch, self.pollers
+        if not visible:
+            return
+        allowed = self.allowed(now)  # receiving never moves the ramp's start
+        while visible and state.active < allowed:
             if batch.window > 0 and len(visible) < batch.size and not force:
-                if not state["window"]:
-                    state["window"] = True
-                    at(now + batch.window, on_window)
+                if not state.window_pending:
+                    state.window_pending = True
+                    self.kernel.call_at(now + batch.window, self.on_window)
                 return
-            receive(now)
-        if visible and state["active"] >= allowed(now) < pollers.max and not state["growth"]:
-            state["growth"] = True
-            grown = allowed(now) - pollers.initial + 1
-            at(state["first"] + grown / pollers.rate, on_growth)
+            self.receive(now)
+        if visible and state.active >= allowed < pollers.max and not state.growth_pending:
+            state.growth_pending = True
+            grown = allowed - pollers.initial + 1
+            self.kernel.call_at(state.ramp_start + grown / pollers.rate, self.on_growth)
 
-    def receive(now: float) -> None:
+    def receive(self, now: float) -> None:
         """One ReceiveMessage call (every message taken may turn out to be discarded)."""
+        log, delivery, visible, in_flight = self.log, self.delivery, self.visible, self.in_flight
+        outcome, receives, arrival = log.outcome, log.receives, log.arrival
         taken: list[int] = []
-        receipt = next(receipts)
-        while visible and len(taken) < batch.size:
+        receipt = next(self.receipts)
+        while visible and len(taken) < self.batch.size:
             job = visible.popleft()
             if outcome[job] != IN_SYSTEM:
                 continue  # completed by an earlier delivery while it was visible again
             if now - arrival[job] > delivery.retention:
-                settle(job, DROPPED, now, RETENTION)
+                self.settle(job, DROPPED, now, RETENTION)
                 continue
             receives[job] += 1
             if delivery.max_receives is not None and receives[job] > delivery.max_receives:
-                settle(job, DEAD_LETTERED, now)
+                self.settle(job, DEAD_LETTERED, now)
                 continue
-            if skip_expired and deadline[job] < now:
-                settle(job, EXPIRED, now)
+            if self.skip_expired and log.deadline[job] < now:
+                self.settle(job, EXPIRED, now)
                 continue
             in_flight[job] = receipt
             taken.append(job)
         if not taken:
             return
+        sqs_requests = self.sqs_requests
         for job in taken:
             sqs_requests[job] += 1 / len(taken)
-        at(now + delivery.visibility_timeout, on_visibility, (receipt, taken))
-        acquired = pool.acquire(now)
+        self.kernel.call_at(now + delivery.visibility_timeout, self.on_visibility, (receipt, taken))
+        acquired = self.pool.acquire(now)
         if acquired is None:
             for job in taken:
-                throttles[job] += 1  # the invocation is throttled; the batch returns after the timeout
-            state["active"] += 1  # the poller backs off before it receives again
-            at(now + pollers.throttle_backoff, on_backoff)
+                log.throttles[job] += 1  # the invocation is throttled; the batch returns after the timeout
+            self.state.active += 1  # the poller backs off before it receives again
+            self.kernel.call_at(now + self.pollers.throttle_backoff, self.on_backoff)
             return
-        invoke(acquired[0], acquired[1], acquired[2], receipt, taken, now)
+        self.invoke(acquired[0], acquired[1], acquired[2], receipt, taken, now)
 
-    def invoke(slot: Slot, init: float, cold: bool, receipt: int, taken: list[int], now: float) -> None:
-        state["active"] += 1
+    def invoke(self, slot: Slot, init: float, cold: bool, receipt: int, taken: list[int], now: float) -> None:
+        """The batch runs in one environment: ``Σ`` of its service times after any cold start."""
+        log, execution = self.log, self.execution
+        service, producer, start = log.service, log.producer, log.start
+        self.state.active += 1
         total = 0.0
         failures = []
         for job in taken:
@@ -173,24 +233,27 @@ def wire_broker(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
         if execution.timeout is not None and total > execution.timeout:
             total = execution.timeout
             failures = [TIMEOUT] * len(taken)
-        elif any(failures) and not batch.partial_failures:
+        elif any(failures) and not self.batch.partial_failures:
             failures = [ERROR] * len(taken)
         if cold:
-            cold_starts[taken[0]] += 1
+            log.cold_starts[taken[0]] += 1
+        gb_seconds, invocations, memory_gb = log.gb_seconds, log.invocations, self.memory_gb
         for job in taken:
             gb_seconds[job] += (init + total) * memory_gb / len(taken)
             invocations[job] += 1 / len(taken)
         slot.batch, slot.failures, slot.job = taken, failures, receipt
-        broker.processing[receipt] = taken
-        broker.invocations[0].append(now)
-        broker.invocations[1].append(now + init + total)
-        slot.event.callbacks = [on_invocation_done]
-        heappush(heap, (now + init + total, NORMAL, next(next_id), slot.event))
+        self.broker.processing[receipt] = taken
+        self.broker.invocations[0].append(now)
+        self.broker.invocations[1].append(now + init + total)
+        self.kernel.rearm(slot.event, self.done, now + init + total)
 
-    def on_invocation_done(event: Event) -> None:
-        slot: Slot = event._value
-        now: float = env._now
-        broker.processing.pop(slot.job, None)
+    def on_invocation_done(self, event: Reusable) -> None:
+        """Delete: messages processed successfully leave (again: a duplicate); the environment is freed."""
+        slot: Slot = event.owner
+        now = event.due
+        log, in_flight, listener, sqs_requests = self.log, self.in_flight, self.listener, self.sqs_requests
+        outcome, deadline, finish = log.outcome, log.deadline, log.finish
+        self.broker.processing.pop(slot.job, None)
         succeeded = [job for job, why in zip(slot.batch, slot.failures, strict=True) if not why]
         for job in succeeded:
             if outcome[job] == IN_SYSTEM:
@@ -200,53 +263,45 @@ def wire_broker(env: simpy.Environment, spec: StageSpec, log: JobLog, *, pool: P
                 if listener is not None:
                     listener.served(job, now)
             else:
-                duplicates[job] += 1
+                log.duplicates[job] += 1
             sqs_requests[job] += 1 / len(succeeded)  # one DeleteMessageBatch call
         slot.batch, slot.failures = [], []
-        state["last"] = now
-        pool.release(slot, now)
-        state["active"] -= 1
-        poll(now)
-        settle_down(now)
+        self.state.last_end = now
+        self.pool.release(slot, now)
+        self.state.active -= 1
+        self.poll(now)
+        self.settle_down(now)
 
-    def on_visibility(event: Event) -> None:
-        receipt, taken = event._value
-        now: float = env._now
+    def on_visibility(self, event: Reusable) -> None:
+        """Redeliver: the batch's visibility timeout ended; messages not deleted become visible again."""
+        receipt, taken = cast(tuple[int, list[int]], event.value)
+        outcome, in_flight, visible = self.log.outcome, self.in_flight, self.visible
         for job in taken:
             if outcome[job] == IN_SYSTEM and in_flight.get(job) == receipt:
                 del in_flight[job]
                 visible.append(job)
-        poll(now)
+        self.poll(self.kernel.now())
 
-    def on_backoff(event: Event) -> None:
-        state["active"] -= 1
-        now: float = env._now
-        poll(now)
-        settle_down(now)
+    def on_backoff(self, event: Reusable) -> None:
+        """A throttled poller has backed off: it may receive again."""
+        self.state.active -= 1
+        now = self.kernel.now()
+        self.poll(now)
+        self.settle_down(now)
 
-    def settle_down(now: float) -> None:
+    def on_window(self, event: Reusable) -> None:
+        """The batching window closed: receive whatever is visible."""
+        self.state.window_pending = False
+        self.poll(self.kernel.now(), force=True)
+
+    def on_growth(self, event: Reusable) -> None:
+        """The ramp allows one more poller."""
+        self.state.growth_pending = False
+        self.poll(self.kernel.now())
+
+    def settle_down(self, now: float) -> None:
         """When the broker is empty and idle, the mapping scales back: the next burst ramps up from ``initial``."""
-        if state["active"] == 0 and not in_flight and all(outcome[job] != IN_SYSTEM for job in visible):
+        outcome, visible = self.log.outcome, self.visible
+        if self.state.active == 0 and not self.in_flight and all(outcome[job] != IN_SYSTEM for job in visible):
             visible.clear()
-            state["first"] = math.nan
-
-    def on_window(event: Event) -> None:
-        state["window"] = False
-        poll(env._now, force=True)
-
-    def on_growth(event: Event) -> None:
-        state["growth"] = False
-        poll(env._now)
-
-    def send(job: int, now: float) -> None:
-        sqs_requests[job] += 1  # SendMessage
-        if len(visible) + len(in_flight) >= capacity:
-            settle(job, REJECTED, now)
-            return
-        if math.isnan(state["first"]):
-            state["first"] = now
-        visible.append(job)
-        poll(now)
-
-    return Stage(spec.name, spec.consumers.concurrency, send, pool, lambda: broker.held(outcome), lambda: 0,
-                 spec.consumers.priced, lambda: float(state["last"]), broker.invocations)
+            self.state.ramp_start = math.nan

@@ -20,11 +20,10 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-import simpy
-from simpy.events import Event
 
-from sim.engine.aqm import Uniforms
-from sim.engine.records import ERROR, NO_REASON, TIMEOUT
+from sim.engine.kernel import Kernel, Reusable
+from sim.engine.records import ERROR, NO_REASON, TIMEOUT, Lifespans
+from sim.engine.streams import uniform_stream
 from sim.model.delivery_specs import ScalingSpec
 from sim.model.distributions import Sampler
 from sim.model.schema import ConsumersSpec
@@ -34,14 +33,17 @@ TOKEN_SLACK = 1e-9
 
 
 class Slot:
-    """An execution environment: one piece of work at a time, and one completion event re-armed for each."""
+    """An execution environment: one piece of work at a time, and one completion event re-armed for each.
 
-    __slots__ = ("batch", "event", "failures", "free_since", "job", "reason")
+    ``index`` numbers the environments of a pool in creation order (its row in the pool's
+    :data:`~sim.engine.records.Lifespans`).
+    """
 
-    def __init__(self, env: simpy.Environment) -> None:
-        self.event = Event(env)
-        self.event._ok = True
-        self.event._value = self
+    __slots__ = ("batch", "event", "failures", "free_since", "index", "job", "reason")
+
+    def __init__(self, kernel: Kernel, index: int) -> None:
+        self.event = Reusable(kernel, self)
+        self.index = index
         self.job = -1
         self.reason = NO_REASON
         """Why the current work fails when it ends (0: it succeeds)."""
@@ -55,9 +57,9 @@ class Slot:
 class FixedPool:
     """``concurrency`` always-warm workers."""
 
-    def __init__(self, env: simpy.Environment, concurrency: int) -> None:
+    def __init__(self, kernel: Kernel, concurrency: int) -> None:
         self.cap = concurrency
-        self.free = [Slot(env) for _ in range(concurrency)]
+        self.free = [Slot(kernel, index) for index in range(concurrency)]
         self.free.reverse()  # slot 0 is handed out first: easier to read in traces
 
     def acquire(self, now: float) -> tuple[Slot, float, bool] | None:
@@ -71,19 +73,19 @@ class FixedPool:
     def busy(self) -> int:
         return self.cap - len(self.free)
 
-    def lifetimes(self, end: float) -> tuple[list[float], list[float]]:
-        """When each environment was created and reclaimed (all live for the whole run)."""
-        return [0.0] * self.cap, [math.nan] * self.cap
+    def lifespans(self, end: float) -> Lifespans:
+        """When each environment was created and reclaimed: all live for the whole run."""
+        return np.column_stack([np.zeros(self.cap), np.full(self.cap, math.nan)])
 
 
 class ServerlessPool:
     """Lambda-like environments: created on demand within a scaling allowance, cold on first use."""
 
-    def __init__(self, env: simpy.Environment, concurrency: int, scaling: ScalingSpec,
+    def __init__(self, kernel: Kernel, concurrency: int, scaling: ScalingSpec,
                  rng: np.random.Generator) -> None:
-        self.env = env
+        self.kernel = kernel
         self.cap = concurrency
-        self.free: list[Slot] = [Slot(env) for _ in range(scaling.initial)]
+        self.free: list[Slot] = [Slot(kernel, index) for index in range(scaling.initial)]
         """Warm idle environments, ordered by the time they became idle (most recent last)."""
         self.count = scaling.initial
         """Environments alive (busy or warm)."""
@@ -93,8 +95,10 @@ class ServerlessPool:
         self._refilled_at = 0.0
         self.idle_timeout = scaling.idle_timeout
         self._cold = Sampler(scaling.cold_start.build(), rng) if scaling.cold_start is not None else None
+        self.reclaimed: list[float] = [math.nan] * scaling.initial
+        """When each environment (by index) was reclaimed; NaN while it is alive."""
         self.created: list[float] = [0.0] * scaling.initial
-        self.reclaimed: list[float] = []
+        """When each environment (by index) was created."""
 
     @property
     def busy(self) -> int:
@@ -106,7 +110,8 @@ class ServerlessPool:
 
     def _reclaim(self, slots: list[Slot]) -> None:
         assert self.idle_timeout is not None
-        self.reclaimed.extend(slot.free_since + self.idle_timeout for slot in slots)
+        for slot in slots:
+            self.reclaimed[slot.index] = slot.free_since + self.idle_timeout
         self.count -= len(slots)
 
     def reclaim_stale(self, now: float) -> None:
@@ -135,8 +140,10 @@ class ServerlessPool:
             return None
         self.tokens -= 1
         self.count += 1
+        slot = Slot(self.kernel, len(self.created))
         self.created.append(now)
-        return Slot(self.env), self._cold_start(), True
+        self.reclaimed.append(math.nan)
+        return slot, self._cold_start(), True
 
     def release(self, slot: Slot, now: float) -> None:
         slot.free_since = now
@@ -151,20 +158,19 @@ class ServerlessPool:
         self._refill(now)
         return max(now + (1.0 - self.tokens) / self.rate, math.nextafter(now, math.inf))
 
-    def lifetimes(self, end: float) -> tuple[list[float], list[float]]:
-        """Creation and reclaim times of every environment (NaN: alive at the end)."""
+    def lifespans(self, end: float) -> Lifespans:
+        """When each environment was created and reclaimed (NaN: alive at ``end``)."""
         self.reclaim_stale(end)
-        alive = self.count
-        return self.created, self.reclaimed + [math.nan] * alive
+        return np.column_stack([np.array(self.created, dtype=float), np.array(self.reclaimed, dtype=float)])
 
 
 Pool = FixedPool | ServerlessPool
 
 
-def make_pool(env: simpy.Environment, spec: ConsumersSpec, rng: np.random.Generator) -> Pool:
+def build_pool(kernel: Kernel, spec: ConsumersSpec, rng: np.random.Generator) -> Pool:
     if spec.scaling is None:
-        return FixedPool(env, spec.concurrency)
-    return ServerlessPool(env, spec.concurrency, spec.scaling, rng)
+        return FixedPool(kernel, spec.concurrency)
+    return ServerlessPool(kernel, spec.concurrency, spec.scaling, rng)
 
 
 class Execution:
@@ -181,7 +187,7 @@ class Execution:
         own = spec.failure.probability if spec.failure is not None else 0.0
         # A request fails if the consumer errs or its own payload does (independently).
         self.failure = [1 - (1 - own) * (1 - theirs) for theirs in producer_failure]
-        self.uniform: Callable[[], float] | None = Uniforms(rng) if any(self.failure) else None
+        self.uniform: Callable[[], float] | None = uniform_stream(rng) if any(self.failure) else None
 
     def work(self, service: float, now: float, producer: int) -> tuple[float, bool]:
         """Seconds of work started at ``now`` (slowdowns applied) and whether it errors."""

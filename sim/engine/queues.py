@@ -146,7 +146,7 @@ class AdaptiveLifoQueue(deque[int]):
         return list(self)
 
 
-def make_queue(discipline: str, levels: Sequence[int], producer_of: Callable[[int], int], *,
+def queue_for(discipline: str, levels: Sequence[int], producer_of: Callable[[int], int], *,
                length: int | None = None, wait: float | None = None,
                arrival: Sequence[float] = (), clock: Callable[[], float] = lambda: 0.0) -> Queue:
     """Build the discipline named in a scenario. ``levels[p]`` is producer ``p``'s priority."""

@@ -9,6 +9,39 @@ A **job** is one visit of a request to one stage. In a single-stage scenario eve
 is exactly one job with the same id, so the job log is the request log. With several
 stages (a pipeline, a fan-out) the engine also keeps a :class:`RequestLog` for the end-to-end
 view: a request is resolved when every job it spawned has left.
+
+Who writes which column (every other module only reads them, after the run):
+
+=====================================  ==========================================================
+column                                 written by
+=====================================  ==========================================================
+job ``arrival``, ``service``,          :mod:`~sim.engine.producers` (single stage: a request is its
+``deadline``, ``producer``             job); :class:`~sim.engine.routing.Tracker` ``new_job``
+                                       (stages, retries)
+job ``stage``, ``request``             :class:`~sim.engine.routing.Tracker` ``new_job``
+job ``attempt``                        :class:`~sim.engine.routing.Client` (retries)
+job ``start``                          :mod:`~sim.engine.queue_stage` (start step);
+                                       :mod:`~sim.engine.broker` (first invocation)
+job ``finish``, ``outcome``,           :mod:`~sim.engine.queue_stage` (finish, settle);
+``reason``                             :mod:`~sim.engine.broker` (delete, settle)
+job ``cold_starts``, ``gb_seconds``,   :mod:`~sim.engine.queue_stage` (start step, when metered);
+``invocations``                        :mod:`~sim.engine.broker` (invoke)
+job ``throttles``                      :mod:`~sim.engine.queue_stage` (admit: a direct invocation
+                                       finds no environment); :mod:`~sim.engine.broker` (receive)
+job ``receives``, ``duplicates``,      :mod:`~sim.engine.broker`
+``sqs_requests``
+request ``producer``, ``arrival``,     :class:`~sim.engine.routing.Tracker` ``new_request``;
+``deadline``, ``pending``              ``deadline`` again per attempt by the ``Client``,
+                                       ``pending`` per fan-out by the ``Router``
+request ``finish``, ``outcome``,       :class:`~sim.engine.routing.Router` (first failure, last
+``reason``                             job); :class:`~sim.engine.routing.Client` (resolution)
+request ``start``, ``service``,        :meth:`RequestLog.freeze`, from the request's jobs
+usage
+:class:`RunRecords`                    :func:`sim.engine.simulation.simulate` at the end of the
+                                       run; ``environments`` from the pools
+                                       (:mod:`~sim.engine.consumers`), ``invocations`` from the
+                                       broker
+=====================================  ==========================================================
 """
 
 from __future__ import annotations
@@ -19,6 +52,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
+
+from sim.engine.tally import Tally
 
 #: Outcome codes, in the order of :data:`OUTCOMES`. ``IN_SYSTEM`` (0) is the default, so a
 #: request nobody finished is reported as still in the system when the run ends.
@@ -263,3 +298,43 @@ class Columns:
 
     def __len__(self) -> int:
         return len(self.arrival)
+
+
+Lifespans = NDArray[np.float64]
+"""One row per execution environment of a stage, in creation order: ``(created, reclaimed)``;
+``reclaimed`` is NaN for an environment alive at the end of the run."""
+
+
+@dataclass(frozen=True)
+class RunRecords:
+    """Everything one run produced: request and job columns plus the state at the end.
+
+    ``columns`` are end-to-end requests; ``jobs`` are stage visits (the same object when
+    the scenario has one stage). ``queued_at_end`` and ``busy_at_end`` count jobs.
+    """
+
+    columns: Columns
+    jobs: Columns
+    end_time: float
+    queued_at_end: int
+    busy_at_end: int
+    concurrency: int
+    wall_time: float
+    stage_names: tuple[str, ...] = ("main",)
+    stage_concurrency: tuple[int, ...] = ()
+    environments: tuple[Lifespans, ...] = ()
+    """Per stage, when each execution environment was created and reclaimed (see :data:`Lifespans`)."""
+    stage_priced: tuple[bool, ...] = ()
+    stage_memory_gb: tuple[float, ...] = ()
+    invocations: tuple[tuple[list[float], list[float]] | None, ...] = ()
+    """Per brokered stage, start and end of each invocation (busy time is counted from these)."""
+    engine: str = "simpy"
+    """Which engine produced the records: ``simpy`` or ``compiled``."""
+    tally: Tally | None = None
+    """Streaming statistics, when the run did not keep every request (``report.requests``); then
+    ``columns`` holds only the kept sample (or nothing)."""
+
+    @property
+    def brokered_stages(self) -> list[int]:
+        """Indexes of the stages fed by broker delivery (the ones with invocation records)."""
+        return [index for index, calls in enumerate(self.invocations) if calls is not None]

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
-import simpy
-from simpy.events import NORMAL, Event, EventPriority
+from simpy.events import NORMAL, EventPriority
 
-from sim.engine.aqm import Uniforms
+from sim.engine.kernel import Kernel, Reusable
 from sim.engine.records import (
     COMPLETED,
     DROPPED,
@@ -34,7 +34,8 @@ from sim.engine.records import (
     JobLog,
     RequestLog,
 )
-from sim.engine.stage import Listener, Stage, call_at
+from sim.engine.stage import Listener, Stage
+from sim.engine.streams import uniform_stream
 from sim.model.delivery_specs import RetrySpec
 from sim.model.distributions import Sampler
 
@@ -130,15 +131,15 @@ class Client(Tracker):
     its own outcome but no longer decides the request's.
     """
 
-    def __init__(self, env: simpy.Environment, jobs: JobLog, requests: RequestLog, retries: list[RetrySpec | None],
+    def __init__(self, kernel: Kernel, jobs: JobLog, requests: RequestLog, retries: list[RetrySpec | None],
                  services: list[Sampler], patience: list[Callable[[], float] | None],
                  rngs: list[np.random.Generator]) -> None:
         super().__init__(jobs, requests)
-        self.env = env
+        self.kernel = kernel
         self.retries = retries
         self.services = services
         self.patience = patience
-        self.uniforms = [Uniforms(rng) for rng in rngs]
+        self.uniforms = [uniform_stream(rng) for rng in rngs]
         self.tokens = [float(r.budget.tokens) if r is not None and r.budget is not None else math.inf
                        for r in retries]
         self.active: dict[int, int] = {}
@@ -162,7 +163,7 @@ class Client(Tracker):
         if retry is not None and "timeout" in retry.on and math.isfinite(deadline):
             # After every ordinary event at that instant: an attempt that finishes exactly at
             # its deadline is completed (finish <= deadline), so the client must not retry it.
-            call_at(self.env, deadline, self._on_deadline, job, AFTER_NORMAL)
+            self.kernel.call_at(deadline, self._on_deadline, job, AFTER_NORMAL)
         self.stages[0].admit(job, now)
 
     def served(self, job: int, now: float) -> None:
@@ -187,11 +188,11 @@ class Client(Tracker):
             return
         self._retry_or_end(rid, job, FAILURE_KINDS.get(outcome, "failed"), outcome, now)
 
-    def _on_deadline(self, event: Event) -> None:
-        job: int = event._value
+    def _on_deadline(self, event: Reusable) -> None:
+        job = cast(int, event.value)
         rid = int(self.jobs.request[job])
         if self.active.get(rid) == job and self.jobs.outcome[job] == IN_SYSTEM:
-            self._retry_or_end(rid, job, "timeout", None, self.env._now)
+            self._retry_or_end(rid, job, "timeout", None, self.kernel.now())
 
     def _retry_or_end(self, rid: int, job: int, kind: str, outcome: int | None, now: float) -> None:
         producer = int(self.jobs.producer[job])
@@ -207,7 +208,7 @@ class Client(Tracker):
                 throttled = self.jobs.reason[job] == THROTTLE and retry.throttle_base is not None
                 base = retry.throttle_base if throttled and retry.throttle_base is not None else retry.base
                 delay = self._backoff(rid, retry, base, made - 1, producer)
-                call_at(self.env, now + delay, self._on_retry, (rid, producer, made))
+                self.kernel.call_at(now + delay, self._on_retry, (rid, producer, made))
                 return
         if outcome is not None:
             self._resolve(rid, outcome, now)
@@ -232,10 +233,10 @@ class Client(Tracker):
             return ceiling / 2 + uniform() * ceiling / 2
         return ceiling
 
-    def _on_retry(self, event: Event) -> None:
-        rid, producer, number = event._value
+    def _on_retry(self, event: Reusable) -> None:
+        rid, producer, number = cast(tuple[int, int, int], event.value)
         patience = self.patience[producer]
-        self._attempt(rid, producer, number, self.env._now, patience() if patience else math.inf,
+        self._attempt(rid, producer, number, self.kernel.now(), patience() if patience else math.inf,
                       self.services[producer]())
 
     def _resolve(self, rid: int, outcome: int, now: float) -> None:

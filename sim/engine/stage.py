@@ -15,38 +15,21 @@ the queue (for broker delivery see :mod:`sim.engine.broker`):
    those the head-drop policy drops, or goes back to the pool.
 
 Speed (see the README): no SimPy process and no new event object per job. Each consumer
-owns one event re-armed for each job; handlers are closures over local names, because
-attribute look-ups are the main cost of a Python event loop. The hot path reads SimPy's
-clock (``env._now``) and pushes ``(time, priority, id, event)`` tuples onto SimPy's own heap
-exactly as ``Environment.schedule`` does, without its method call (``tests/test_engine.py``
-pins that contract). Deadlines need no event: an expired job is recognised at the head.
-Features that are off cost one flag test each.
+slot *is* an event, re-armed for each job through :mod:`sim.engine.kernel` (the only module
+that touches SimPy's internals); handlers are closures over local names, because attribute
+look-ups are the main cost of a Python event loop. Deadlines need no event: an expired job
+is recognised at the head. Features that are off cost one flag test each.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from heapq import heappush
-
-import numpy as np
-import simpy
-from simpy.events import NORMAL, Event, EventPriority
 
 from sim.engine.consumers import Pool
 
 Admit = Callable[[int, float], None]
 """Offer job ``job`` to a stage at time ``now``."""
-
-
-def call_at(env: simpy.Environment, time: float, callback: Callable[[Event], None], value: object = None,
-            priority: EventPriority = NORMAL) -> None:
-    """A one-off SimPy event at absolute ``time`` that calls ``callback`` (pushed as ``schedule`` does)."""
-    event = Event(env)
-    event._ok = True
-    event._value = value
-    event.callbacks = [callback]
-    heappush(env._queue, (time, priority, next(env._eid), event))
 
 
 class Listener:
@@ -81,14 +64,3 @@ class Stage:
     """When work last ended that no job record shows (a duplicate processing in a broker)."""
     invocations: tuple[list[float], list[float]] | None = None
     """Broker delivery: start and end of each invocation (a batch of jobs is one piece of work)."""
-
-
-@dataclass(frozen=True)
-class StageStreams:
-    """The random streams a stage owns: early drops, cold starts, errors."""
-
-    aqm: np.random.Generator
-    cold_start: np.random.Generator
-    failure: np.random.Generator
-
-

@@ -56,6 +56,13 @@ class Run:
             return None
         return jobs_frame(self.records, self.producer_names)
 
+    @property
+    def environments(self) -> pd.DataFrame:
+        """Each execution environment's lifespan: ``stage``, ``environment`` (its number in the
+        stage, in creation order), ``created`` and ``reclaimed`` (NaN: alive when the run ended;
+        a fixed pool's workers are all created at 0 and never reclaimed)."""
+        return environments_frame(self.records)
+
 
 @dataclass
 class RunOutcome:
@@ -100,6 +107,23 @@ def jobs_frame(records: RunRecords, producer_names: list[str]) -> pd.DataFrame:
         frame.insert(4, "attempt", j.usage.attempt)
         _usage_columns(frame, j.usage)
     return frame
+
+
+def environments_frame(records: RunRecords) -> pd.DataFrame:
+    """One row per execution environment of each stage, in creation order (see :attr:`Run.environments`)."""
+    spans = [np.asarray(stage, dtype=float).reshape(-1, 2) for stage in records.environments]
+    table = np.concatenate([np.empty((0, 2)), *spans])
+    counts = np.array([len(stage) for stage in spans], dtype=np.int64)
+    first_row = np.repeat(np.cumsum(counts) - counts, counts)  # of each environment's stage
+    return pd.DataFrame(
+        {
+            "stage": pd.Categorical.from_codes(np.repeat(np.arange(len(spans)), counts),
+                                               categories=pd.Index(records.stage_names)),
+            "environment": np.arange(len(table), dtype=np.int64) - first_row,
+            "created": table[:, 0],
+            "reclaimed": table[:, 1],
+        }
+    )
 
 
 def _common_columns(c: Columns, producer_names: list[str], key: str, ids: NDArray[np.int64]) -> pd.DataFrame:

@@ -36,7 +36,7 @@ __all__ = [
     "t_interval", "with_intervals",
 ]  # fmt: skip
 
-ProgressFraction = Callable[[float, float], None]
+FractionCallback = Callable[[float, float], None]
 """Called with (fraction of the work done in 0..1, simulated time of the current run)."""
 
 
@@ -83,7 +83,7 @@ def run(
     *,
     seed: int | None = None,
     replications: int | None = None,
-    progress: ProgressFraction | None = None,
+    progress: FractionCallback | None = None,
 ) -> Result:
     """Run every replication of ``scenario`` in this process and summarise them.
 
@@ -105,7 +105,7 @@ def run(
     return Result(scenario=scenario, runs=runs, summary=with_intervals(per_run), seed=seed)
 
 
-def _within(progress: ProgressFraction, replication: int, count: int, horizon: float) -> Callable[[float], None]:
+def _within(progress: FractionCallback, replication: int, count: int, horizon: float) -> Callable[[float], None]:
     """Turn one run's simulated time into the fraction of all replications done."""
 
     def report(now: float) -> None:
@@ -115,7 +115,7 @@ def _within(progress: ProgressFraction, replication: int, count: int, horizon: f
     return report
 
 
-Progress = Callable[[int, int], None]
+RunsDoneCallback = Callable[[int, int], None]
 """Called after each run with (runs finished or found in the cache, runs known so far)."""
 
 
@@ -132,7 +132,7 @@ class Runner:
         executor: Executor,
         seed: int,
         cache: ResultCache | None = None,
-        progress: Progress | None = None,
+        progress: RunsDoneCallback | None = None,
         on_outcome: Callable[[RunOutcome], None] | None = None,
     ) -> None:
         self.executor = executor

@@ -17,9 +17,9 @@ import numpy as np
 
 from sim.engine.compiled import layout as at
 from sim.engine.compiled.kernel import advance, close_tally, live_floor, start_producer
-from sim.engine.records import Columns
+from sim.engine.records import Columns, RunRecords
 from sim.engine.sample import Reservoir
-from sim.engine.simulation import ARRIVALS, PATIENCE, SAMPLE_STREAM, SERVICE, STAGE_STREAMS, RunRecords, stream
+from sim.engine.streams import ARRIVALS, PATIENCE, SAMPLE_STREAM, SERVICE, STAGE_STREAMS, stream
 from sim.engine.tally import (
     BASE_WIDTH,
     ENTERED,
@@ -344,6 +344,6 @@ def simulate_compiled(scenario: Scenario, seeds: np.random.SeedSequence,
         columns=columns, jobs=columns, end_time=end_time, queued_at_end=int(arrays.istate[at.QUEUED]),
         busy_at_end=concurrency - int(arrays.istate[at.FREE_TOP]), concurrency=concurrency,
         wall_time=time.perf_counter() - wall_start, stage_names=(spec.name,), stage_concurrency=(concurrency,),
-        environments=(([0.0] * concurrency, [math.nan] * concurrency),), stage_priced=(False,),
+        environments=(np.column_stack([np.zeros(concurrency), np.full(concurrency, math.nan)]),), stage_priced=(False,),
         stage_memory_gb=(spec.consumers.memory_gb,), invocations=(None,), tally=arrays.tally if streaming else None,
     )  # fmt: skip
