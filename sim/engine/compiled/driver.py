@@ -237,7 +237,7 @@ def _widen_or_grow(arrays: at.Arrays) -> at.Arrays:
     return arrays._replace(tally=tally)
 
 
-def _grow_queue(arrays: at.Arrays) -> at.Arrays:
+def _deeper_waiting_room(arrays: at.Arrays) -> at.Arrays:
     """Double the queue's rows, unrolling each ring so that it starts at column 0."""
     levels, width = arrays.q.shape
     q = np.zeros((levels, 2 * width), dtype=np.int64)
@@ -271,7 +271,7 @@ def run_kernel(scenario: Scenario, seeds: np.random.SeedSequence,
         elif status == at.RING_FULL:
             arrays = _make_room(arrays, rows)
         elif status == at.QUEUE_FULL:
-            arrays = _grow_queue(arrays)
+            arrays = _deeper_waiting_room(arrays)
         elif status == at.SERIES_FULL:
             arrays = _widen_or_grow(arrays)
         elif clock is not None:
