@@ -51,12 +51,17 @@ def test_step_function_matches_brute_force(pairs: list[tuple[int, int]]) -> None
     assert step.average(0, 40) == pytest.approx(counts[:-1].mean())
 
 
-def test_bucket_edges_widen_to_a_round_size_beyond_the_limit() -> None:
+def test_bucket_edges_widen_by_nested_factors_beyond_the_limit() -> None:
+    # Widening factors 1, 2, 10, 20, 100, ... each divide the next, so a streamed run's tally can merge
+    # buckets as it goes and end where the exact path does: 10^6 s at 1 s needs 100 s buckets (20 s
+    # would make 50,000 > MAX_BUCKETS).
     edges, width = bucket_edges(10.0, 0.1)
     assert (len(edges) - 1, width) == (100, 0.1)
     edges, width = bucket_edges(1_000_000.0, 1.0)
-    assert width == 50.0
-    assert len(edges) - 1 <= MAX_BUCKETS
+    assert width == 100.0
+    assert len(edges) - 1 == 10_000 <= MAX_BUCKETS
+    edges, width = bucket_edges(30_000.0, 0.5)
+    assert (len(edges) - 1, width) == (6_000, 5.0)
 
 
 def test_summary_has_every_documented_column_and_one_row_per_producer_group() -> None:
