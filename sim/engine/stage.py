@@ -64,3 +64,12 @@ class Stage:
     """When work last ended that no job record shows (a duplicate processing in a broker)."""
     invocations: tuple[list[float], list[float]] | None = None
     """Broker delivery: start and end of each invocation (a batch of jobs is one piece of work)."""
+    oldest_live: Callable[[], int] = lambda: 0
+    """The smallest job id this stage may still write to (a job waiting or in service, a message
+    visible, in flight or being processed), or :data:`NO_LIVE_JOB` when it holds none. Streaming
+    statistics fold and free only the rows below every stage's oldest live job; the default (0)
+    keeps every row."""
+
+
+NO_LIVE_JOB = 2**62
+"""What :attr:`Stage.oldest_live` returns when the stage holds no job at all."""
