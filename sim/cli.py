@@ -179,7 +179,7 @@ def _execute(args: argparse.Namespace, out: Path, runs: int, many: bool, seed: i
              work: Callable[[Runner], Any], what: str = "") -> Any:
     """Set up the bar, executor, cache and runner, do ``work``, and turn Ctrl-C into a clear message."""
     bar = None if args.json else _ProgressBar(delay=1.0 if many else 2.0, what=what)
-    cache = ResultCache(out / "cache" if cached else None, fresh=args.fresh)
+    cache = ResultCache(out / "cache" if cached else None, fresh=args.fresh, note=_note)
     runner = None
     try:
         with _executor(args, runs, many, bar) as executor:
@@ -196,6 +196,13 @@ def _execute(args: argparse.Namespace, out: Path, runs: int, many: bool, seed: i
     finally:
         if bar is not None:
             bar.close()
+
+
+def _note(message: str) -> None:
+    """One line on stderr that does not break a progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(f"qsim: note: {message}", file=sys.stderr)
 
 
 def _written(out: Path, write: Callable[[], object]) -> None:

@@ -89,7 +89,7 @@ class Comparison:
 def compare(arms: Arms, runner: Runner, replications: int) -> Comparison:
     """Run every arm with the same seed and replications and build the comparison table."""
     runner.run(arms.points, replications)
-    outcomes = {point.index: runner.replications_of(point.index) for point in arms.points}
+    outcomes = {point.index: runner.replications_of(point) for point in arms.points}
     axes = [arms.axis] if arms.axis is not None else []
     per_run = point_frame(arms.points, outcomes, axes, lambda o: o.summary)
     per_run.insert(list(per_run.columns).index("point") + 1, "arm", per_run["point"].map(dict(enumerate(arms.labels))))

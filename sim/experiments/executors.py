@@ -35,12 +35,17 @@ class ExecutorError(ScenarioError):
 
 @dataclass(frozen=True)
 class Task:
-    """Replication ``replication`` of sweep point ``point``."""
+    """Replication ``replication`` of ``scenario``.
+
+    ``point`` is a tag the caller matches outcomes with (it comes back as ``RunOutcome.point``);
+    ``keep`` asks an in-process executor to keep the full run, with its request records.
+    """
 
     point: int
     replication: int
     seed: int
     scenario: Scenario
+    keep: bool = False
 
 
 def execute(task: Task) -> RunOutcome:
@@ -100,8 +105,9 @@ class Executor:
 class InProcess(Executor):
     """Run tasks one after the other here.
 
-    Keeps the full run (request records) of replication 0 of point 0, which the results
-    folder shows request by request; the others' records are dropped as in any executor.
+    Keeps the full run (request records) of the tasks marked ``keep`` (replication 0 of the
+    first point, which the results folder shows request by request); the others' records are
+    dropped as in any executor.
     ``within`` is called during each run with (task, simulated time), for a progress bar.
     """
 
@@ -126,8 +132,7 @@ class InProcess(Executor):
             within = self.within
             progress = None if within is None else functools.partial(within, task)
             run = simulate_run(task.scenario, task.seed, task.replication, progress)
-            keep = task.point == 0 and task.replication == 0
-            yield outcome_of(run, task.point, code_fingerprint(), keep=keep)
+            yield outcome_of(run, task.point, code_fingerprint(), keep=task.keep)
 
 
 def _context() -> Any:

@@ -142,7 +142,7 @@ class Planner:
             self.runner.ensure([point], {point.index: count})
             bounds = {}
             for target in self.spec.targets:
-                values = self.runner.metric(point.index, count, target.metric)
+                values = self.runner.metric(point, count, target.metric)
                 bounds[target.text] = one_sided_bounds(values, self.spec.confidence)
             verdict = _judge(self.spec, bounds)
             if verdict != "unsure" or count >= self.cap:
@@ -178,7 +178,7 @@ class Planner:
         return self._plan(good, bad)
 
     def _plan(self, answer: Probe | None, other: Probe | None) -> Plan:
-        outcomes = {p.point.index: self.runner.replications_of(p.point.index)[: p.replications] for p in self.probes}
+        outcomes = {p.point.index: self.runner.replications_of(p.point, p.replications) for p in self.probes}
         points = [p.point for p in self.probes]
         per_run = point_frame(points, outcomes, [self.spec.path], lambda o: o.summary)
         summary = with_intervals(per_run, keys=["point", self.spec.path])
