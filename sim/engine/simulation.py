@@ -28,15 +28,16 @@ from simpy.events import NORMAL, Event
 from sim.engine.broker import wire_broker
 from sim.engine.consumers import Execution, make_pool
 from sim.engine.queue_stage import wire_queue
-from sim.engine.records import Columns, JobLog, RequestLog
+from sim.engine.records import Columns, JobLog, RequestLog, resolved_share
 from sim.engine.routing import Client, Router, Tracker
 from sim.engine.stage import Listener, Stage, StageStreams
 from sim.model.arrivals import Floats
 from sim.model.distributions import Sampler
 from sim.model.schema import ProducerSpec, Scenario, StageSpec
 
-Progress = Callable[[float], None]
-"""Called now and then with the current simulated time, when a progress display is wanted."""
+Progress = Callable[[float, float], None]
+"""Called now and then, when a progress display is wanted, with the current simulated time and the
+share of the run done (0..1): simulated time over ``until``, else arrivals and resolved requests."""
 
 # Sub-stream roles: each producer draws arrivals, service demands (per stage) and patience
 # from its own stream, so changing one thing (the queue discipline, another producer) leaves
@@ -193,7 +194,8 @@ def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: Progre
     collecting = gc.isenabled()
     gc.disable()  # the run allocates millions of small acyclic tuples; scanning them for cycles is wasted time
     try:
-        _run(env, scenario.until, horizon, progress)
+        share = _share_done(scenario.until, horizon, tracker, jobs, job_count) if progress is not None else None
+        _run(env, scenario.until, horizon, progress, share)
     finally:
         if collecting:
             gc.enable()
@@ -381,25 +383,46 @@ def _arrivals(env: simpy.Environment, accept: Callable[[_Source, int, float], No
     return on_arrival
 
 
-def _run(env: simpy.Environment, until: float | None, horizon: float, progress: Progress | None) -> None:
+def _share_done(until: float | None, horizon: float, tracker: Tracker | None, jobs: JobLog,
+                job_count: Callable[[], int]) -> Callable[[float], float]:
+    """The share of the run done at ``now``: of ``until``, else (a request costs about as much to arrive
+    as to be resolved) arrivals' share of their horizon x (1 + share of arrived requests resolved) / 2."""
+    if until is not None:
+        return lambda now: min(1.0, now / until) if until > 0 else 1.0
+
+    def share(now: float) -> float:
+        arrived = min(1.0, now / horizon) if 0 < horizon < math.inf else 1.0
+        log, count = (tracker.requests, tracker.request_count) if tracker is not None else (jobs, job_count())
+        return arrived * (1 + resolved_share(log, count)) / 2
+
+    return share
+
+
+def _run(env: simpy.Environment, until: float | None, horizon: float, progress: Progress | None,
+         share: Callable[[float], float] | None) -> None:
     """Run to ``until``, or until no event is left, reporting progress from a ticking event.
 
-    The tick is one more SimPy event every ``step`` of simulated time; it takes event ids
-    but never changes the relative order of the model's own events, so results are the
-    same with or without it. It stops re-arming itself once it is the only event left.
+    The tick is one more SimPy event every ``step`` of simulated time (adapted to report every
+    0.1-0.4 s of wall time); it takes event ids but never changes the relative order of the model's
+    own events, so results are the same with or without it. It stops once it is the only event left.
     """
-    if progress is not None:
+    if progress is not None and share is not None:
         end = until if until is not None else horizon
         step = end / 200 if math.isfinite(end) and end > 0 else 1.0
         tick = Event(env)
         tick._ok = True
+        last = time.perf_counter()
 
         def on_tick(event: Event) -> None:
-            nonlocal step
-            progress(env.now)
+            nonlocal step, last
+            progress(env.now, share(env.now))
             if env.peek() != math.inf:
-                if env.now > 2 * end:
-                    step *= 2  # draining long after the horizon: tick less often
+                wall = time.perf_counter()
+                if wall - last < 0.1:
+                    step *= 2
+                elif wall - last > 0.4:
+                    step = max(step / 2, 1e-9)
+                last = wall
                 event.callbacks = [on_tick]
                 env.schedule(event, NORMAL, step)
 

@@ -10,21 +10,13 @@ resumable cache, with an optional stopping rule.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from sim.analysis.estimates import (
-    CONFIDENCE,
-    precise_enough,
-    replication_rows,
-    replications_needed,
-    t_interval,
-    with_intervals,
-)
+from sim.analysis.estimates import CONFIDENCE, estimates_table, precise_enough, replications_needed, t_interval
 from sim.experiments.cache import ResultCache, run_key, scenario_digest
 from sim.experiments.executors import Executor, InProcess, Task
 from sim.experiments.replication import Run, RunOutcome, requests_frame, simulate_run
@@ -32,8 +24,8 @@ from sim.experiments.sweep import Experiment, Point, Precision, starting_replica
 from sim.model.schema import Scenario
 
 __all__ = [
-    "CONFIDENCE", "Result", "Run", "RunOutcome", "Runner", "SweepResult", "requests_frame", "run", "run_experiment",
-    "t_interval", "with_intervals",
+    "CONFIDENCE", "Result", "Run", "RunOutcome", "Runner", "SweepResult", "estimates_table", "requests_frame", "run",
+    "run_experiment", "t_interval",
 ]  # fmt: skip
 
 ProgressFraction = Callable[[float, float], None]
@@ -49,10 +41,18 @@ class Result:
     """Full runs (with request records): every replication from :func:`run`; from the command
     line only replication 0 (the others ran elsewhere and sent back their tables)."""
     summary: pd.DataFrame
-    """One row per replication and producer group, then ``mean``/``ci_low``/``ci_high`` rows."""
+    """One row per replication and row group (all requests, each producer, each stage); ``replication``
+    is the integer index and counts are integers."""
     outcomes: list[RunOutcome] = field(default_factory=list)
     """Every replication's tables, in replication order (empty when ``runs`` has them all)."""
     seed: int | None = None
+    estimates: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Per row group: ``stat`` (``mean``, ``ci_low``, ``ci_high``), ``runs``, then every metric as a float
+    (see :func:`sim.analysis.estimates.estimates_table`); computed from ``summary`` when not given."""
+
+    def __post_init__(self) -> None:
+        if self.estimates.empty and not self.summary.empty:
+            self.estimates = estimates_table(self.summary)
 
     @property
     def replications(self) -> int:
@@ -93,23 +93,21 @@ def run(
     count = scenario.replications if replications is None else replications
     if count < 1:
         raise ValueError(f"replications must be >= 1, got {count}")
-    horizon = scenario.until or max(p.arrivals.build().horizon for p in scenario.producers)
     runs = []
     for replication in range(count):
-        reporter = None if progress is None else _within(progress, replication, count, horizon)
+        reporter = None if progress is None else _within(progress, replication, count)
         run_ = simulate_run(scenario, seed, replication, reporter)
         runs.append(run_)
         if progress is not None:
             progress((replication + 1) / count, run_.records.end_time)
     per_run = pd.concat([r.summary for r in runs], ignore_index=True)
-    return Result(scenario=scenario, runs=runs, summary=with_intervals(per_run), seed=seed)
+    return Result(scenario=scenario, runs=runs, summary=per_run, seed=seed)
 
 
-def _within(progress: ProgressFraction, replication: int, count: int, horizon: float) -> Callable[[float], None]:
-    """Turn one run's simulated time into the fraction of all replications done."""
+def _within(progress: ProgressFraction, replication: int, count: int) -> Callable[[float, float], None]:
+    """Turn one run's progress into the fraction of all replications done."""
 
-    def report(now: float) -> None:
-        done = min(1.0, now / horizon) if math.isfinite(horizon) and horizon > 0 else 0.5
+    def report(now: float, done: float) -> None:
         progress((replication + done) / count, now)
 
     return report
@@ -290,9 +288,11 @@ class SweepResult:
     outcomes: dict[int, list[RunOutcome]]
     """Per point index, its replications in order."""
     summary: pd.DataFrame
-    """One row per point, replication (and producer group), then mean/ci_low/ci_high rows per point."""
+    """One row per point, replication (and row group), with ``point`` and the swept fields."""
+    estimates: pd.DataFrame
+    """Per point (and row group): mean, ci_low and ci_high of every metric (the ``stat`` column)."""
     first: Run
-    """Replication 0 of the first point, with request records (for ``requests.csv.gz``)."""
+    """Replication 0 of the first point, with request records (for ``requests.parquet``)."""
     executor: str = ""
     computed: int = 0
     cached: int = 0
@@ -308,9 +308,6 @@ class SweepResult:
         frame.attrs["bucket"] = self.first.timeseries.attrs.get("bucket")
         return frame
 
-    def per_run(self) -> pd.DataFrame:
-        return replication_rows(self.summary)
-
 
 def run_experiment(
     experiment: Experiment,
@@ -324,12 +321,11 @@ def run_experiment(
     if not experiment.sweep:
         found = outcomes[0]
         per_run = pd.concat([o.summary for o in found], ignore_index=True)
-        return Result(scenario=experiment.base, runs=[first], summary=with_intervals(per_run), outcomes=found,
-                      seed=runner.seed)
+        return Result(scenario=experiment.base, runs=[first], summary=per_run, outcomes=found, seed=runner.seed)
     per_run = point_frame(experiment.points, outcomes, experiment.axes, lambda o: o.summary)
-    summary = with_intervals(per_run, keys=["point", *experiment.axes])
+    estimates = estimates_table(per_run, keys=["point", *experiment.axes])
     return SweepResult(
-        experiment=experiment, seed=runner.seed, outcomes=outcomes, summary=summary, first=first,
+        experiment=experiment, seed=runner.seed, outcomes=outcomes, summary=per_run, estimates=estimates, first=first,
         executor=runner.executor.description, computed=runner.computed, cached=runner.cached,
     )  # fmt: skip
 
