@@ -171,10 +171,13 @@ def plan_text(plan: Plan) -> str:
             lines.append(f"    {target.metric}: mean {format_value(target.metric, mean)}, bound "
                          f"{format_value(target.metric, bound)} (target {target.op} {format_target_value(target)})")
         lines.extend(_metrics_at(plan, answer.point.index))
-    if plan.unresolved and plan.other_side is not None and answer is not None:
-        lines.append(f"  stopped refining: {plan.other_side.value:g} and its unsure neighbour cannot be told apart "
-                     f"within {plan.other_side.replications} replications (their intervals overlap); the boundary "
-                     f"lies between {plan.other_side.value:g} and {answer.value:g}")
+    other = plan.other_side
+    if plan.unresolved and other is not None and answer is not None:
+        unsure = [p for p in plan.probes if p.verdict == "unsure" and p is not other]
+        near = min(unsure, key=lambda p: abs(p.value - other.value)).value if unsure else other.value
+        lines.append(f"  stopped refining: {other.value:g} and {near:g} are both unsure after {other.replications} "
+                     f"replications and their intervals overlap, so more runs cannot tell them apart; the boundary "
+                     f"lies between {other.value:g} and {answer.value:g}")
     lines.append("probes: " + ", ".join(f"{p.value:g} {p.verdict} ({p.replications})" for p in plan.probes))
     return "\n".join(lines)
 
