@@ -25,6 +25,9 @@ sweep:
   consumers.concurrency: [2, 3, 4]
 """
 
+WITH_FAULTHANDLER = ("import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+                     "from sim.cli import main; sys.exit(main(sys.argv[1:]))")
+
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table in /proc")
 
 
@@ -50,10 +53,10 @@ def test_killing_qsim_ends_every_process_it_started_and_closes_the_pipes(sent: s
     scenario = tmp_path / "long.yaml"
     scenario.write_text(LONG_SWEEP)
     out = tmp_path / "out"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sim", "run", str(scenario), "--out", str(out), "--workers", "2", "--no-figures"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
+    # ``python -m sim`` with a faulthandler on SIGUSR1, so a hang can say where it is stuck.
+    command = [sys.executable, "-c", WITH_FAULTHANDLER, "run", str(scenario), "--out", str(out), "--workers", "2",
+               "--no-figures"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while not list((out / "cache").glob("*.npz")) and time.monotonic() < deadline and process.poll() is None:
@@ -62,7 +65,16 @@ def test_killing_qsim_ends_every_process_it_started_and_closes_the_pipes(sent: s
         assert len(_group(process.pid)) >= 4, _group(process.pid)  # qsim, workers, forkserver, resource tracker
         os.kill(process.pid, sent)
         # communicate returns only when both pipes reach EOF: every process holding them has exited.
-        _, err = process.communicate(timeout=15)
+        try:
+            _, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            left = _group(process.pid)
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGUSR1)  # dump every thread's stack to stderr
+                time.sleep(1)
+            os.killpg(process.pid, signal.SIGKILL)
+            _, err = process.communicate(timeout=10)
+            pytest.fail(f"the pipes stayed open; processes left: {left}; stderr: {err.decode()[-3000:]}")
         waited = time.monotonic() + 5
         while _group(process.pid) and time.monotonic() < waited:
             time.sleep(0.05)

@@ -213,10 +213,13 @@ class ProcessPool(Executor):
         self._alive.close()
 
     def abort(self) -> None:
-        """Terminate the workers (a run can take minutes; an interrupted command should not wait for it)."""
+        """Terminate the workers and close the lifeline without waiting for anything: a run can take
+        minutes, and an interrupt may have landed anywhere, even inside the pool's own bookkeeping."""
         for process in list((self._pool._processes or {}).values()):
             process.terminate()
-        self.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._lifeline.close()
+        self._alive.close()
 
 
 class DaskExecutor(Executor):

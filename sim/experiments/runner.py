@@ -179,6 +179,7 @@ class Runner:
         """
         tasks: list[Task] = []
         pending: list[RunId] = []
+        labels: list[int] = []
         for point in points:
             count = replications if isinstance(replications, int) else replications[point.index]
             digest = self.digest(point)
@@ -198,12 +199,14 @@ class Runner:
                 tasks.append(Task(point=len(pending), replication=replication, seed=self.seed,
                                   scenario=point.scenario, keep=keep))
                 pending.append(where)
+                labels.append(point.index)
         if self.progress is not None:
             self.progress(self.computed + self.cached, self.known)
         if not tasks:
             return
-        for outcome in self.executor.outcomes(tasks):
-            where = pending[outcome.point]  # the task's tag: its position in this batch
+        for tagged in self.executor.outcomes(tasks):
+            where = pending[tagged.point]  # the task's tag: its position in this batch
+            outcome = _as_point(tagged, labels[tagged.point])
             self.cache.put(run_key(*where), outcome)
             self.outcomes[where] = outcome
             self.computed += 1
