@@ -21,11 +21,12 @@ from typing import Any, NoReturn
 
 from sim.about import __version__
 from sim.experiments.cache import ResultCache
-from sim.experiments.executors import Executor, ExecutorError, InProcess, Task, make_executor
+from sim.experiments.executors import Executor, ExecutorError, InProcess, make_executor
 from sim.experiments.runner import Result, Runner, SweepResult, run_experiment
 from sim.experiments.sweep import experiment_from_dict, load_experiment, starting_replications
 from sim.model.scenario import ScenarioError, parse_override, read_scenario_data, split_experiment
-from sim.model.units import format_duration
+from sim.output.progress import ProgressBar as _ProgressBar
+from sim.output.progress import note as _note
 from sim.output.tables import format_comparison, format_summary, format_sweep, plan_text
 
 __all__ = ["EXIT_BAD_INPUT", "format_summary", "main"]
@@ -117,58 +118,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _ProgressBar:
-    """Runs done, rate and ETA on stderr; it appears only if the work lasts more than ``delay`` seconds.
-
-    During an in-process run the bar also moves within the run (simulated time against ``until``,
-    else arrivals and resolved requests), so a single long run shows progress too.
-    """
-
-    def __init__(self, delay: float, what: str = "") -> None:
-        from tqdm import tqdm
-
-        self._bar = tqdm(total=1, delay=delay, leave=False, file=sys.stderr, unit="run",
-                         bar_format="{percentage:3.0f}%|{bar}| {desc} [{elapsed}<{remaining}, {rate_fmt}]")
-        self.what = what
-        self.runner: Runner | None = None
-        self.done = 0
-        self.known = 1
-        self.delay = delay
-        self.began = time.perf_counter()
-
-    def __call__(self, done: int, known: int) -> None:
-        self.done, self.known = done, max(1, known)
-        self._show(float(done), "")
-
-    def _show(self, position: float, extra: str) -> None:
-        self._bar.total = self.known
-        points = ""
-        if self.runner is not None and self.what:
-            done, asked = self.runner.points
-            points = f", {done}/{asked} {self.what}"
-        self._bar.set_description_str(f"{self.done}/{self.known} runs{points}{extra}", refresh=False)
-        self._bar.update(min(position, float(self.known)) - self._bar.n)  # draws only after the delay
-
-    def within(self, task: Task, now: float, share: float) -> None:
-        """Progress inside an in-process run: the share of it done, and its simulated time."""
-        self._show(self.done + share, f", sim time {format_duration(now)}")
-
-    @property
-    def shown(self) -> bool:
-        """Whether the work has lasted long enough for the bar to be drawn."""
-        return time.perf_counter() - self.began >= self.delay
-
-    def phase(self, what: str) -> None:
-        """A slow step after the runs (a summary, a large table, figures): its own line, if a bar was shown."""
-        if self.shown:
-            from tqdm import tqdm
-
-            tqdm.write(f"qsim: {what}...", file=sys.stderr)
-
-    def close(self) -> None:
-        self._bar.close()
-
-
 def _overrides(args: argparse.Namespace, replications: bool = True) -> dict[str, Any]:
     """``--set`` values, plus ``--seed`` and ``--replications`` as overrides (so the manifest says what ran)."""
     if args.replications is not None and args.replications < 1:
@@ -226,13 +175,6 @@ def _execute(args: argparse.Namespace, out: Path, runs: int, many: bool, seed: i
     finally:
         if bar is not None:
             bar.close()
-
-
-def _note(message: str) -> None:
-    """One line on stderr that does not break a progress bar."""
-    from tqdm import tqdm
-
-    tqdm.write(f"qsim: note: {message}", file=sys.stderr)
 
 
 def _written(out: Path, write: Callable[[], object]) -> None:

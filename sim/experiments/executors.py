@@ -21,7 +21,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, InvalidStateError, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from types import TracebackType
@@ -213,13 +213,56 @@ class ProcessPool(Executor):
         self._alive.close()
 
     def abort(self) -> None:
-        """Terminate the workers and close the lifeline without waiting for anything: a run can take
+        """Terminate the workers and close the lifeline without waiting for runs: a run can take
         minutes, and an interrupt may have landed anywhere, even inside the pool's own bookkeeping."""
-        for process in list((self._pool._processes or {}).values()):
+        pool: Any = self._pool  # the pool's internals below are not in its typed interface
+        manager, results = pool._executor_manager_thread, pool._result_queue
+        restore = _quiet(manager)
+        processes = list((pool._processes or {}).values())
+        for process in processes:
             process.terminate()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(timeout=5)
+        pool.shutdown(wait=False, cancel_futures=True)
+        if manager is not None:
+            manager.join(timeout=2)
+            if manager.is_alive():
+                # A worker killed while sending a result leaves half a message in the result pipe: the
+                # manager thread would wait for the rest forever, and Python joins it at exit. The
+                # workers' copies of the pipe's write end died with them; closing ours turns the wait
+                # into an end of file, which the pool handles as a broken pool.
+                writer = getattr(results, "_writer", None)
+                if writer is not None:
+                    writer.close()
+                manager.join(timeout=2)
+            if not manager.is_alive():
+                restore()
         self._lifeline.close()
         self._alive.close()
+
+
+def _quiet(manager: threading.Thread | None) -> Callable[[], None]:
+    """Silence one known error of a pool's manager thread while it is being torn down; return the undo.
+
+    Tasks cancelled while the interrupt unwound (``_yield_finished``) are still in the pool's table
+    when the terminated workers make it "broken", and Python 3.11 then tries to set an exception on
+    them: ``InvalidStateError`` and a traceback after the one line qsim prints. The thread ends
+    either way; anything else it raises is still reported.
+    """
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if args.thread is manager and args.exc_type is InvalidStateError:
+            return
+        previous(args)
+
+    threading.excepthook = hook
+
+    def restore() -> None:
+        if threading.excepthook is hook:
+            threading.excepthook = previous
+
+    return restore
 
 
 class DaskExecutor(Executor):
