@@ -27,7 +27,7 @@ def test_every_bundled_scenario_runs_and_writes_its_results(path: Path, tmp_path
     assert text.startswith("#"), "every scenario starts with a comment saying what question it answers"
     out = tmp_path / path.stem
     assert main(["run", str(path), "--out", str(out), "--no-figures", "--json"]) == 0
-    for name in ("summary.csv", "timeseries.csv", "requests.csv.gz", "manifest.json", "report.md"):
+    for name in ("summary.csv", "estimates.csv", "timeseries.csv", "requests.parquet", "manifest.json", "report.md"):
         assert (out / name).stat().st_size > 0
     scenario = sim.load_scenario(path)
     assert scenario.name == path.stem

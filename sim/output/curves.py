@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from sim.analysis.estimates import STATS, headline
 from sim.experiments.replication import QUANTILES
 
 if TYPE_CHECKING:
@@ -42,24 +43,10 @@ def colour(position: int, count: int) -> str:
     return f"#{int(red * 255):02x}{int(green * 255):02x}{int(blue * 255):02x}"
 
 
-def headline_rows(summary: pd.DataFrame) -> pd.DataFrame:
-    """Rows about all requests: ``producer == all`` (and the first row of any further key, e.g. a stage)."""
-    if "producer" in summary.columns:
-        summary = summary[summary["producer"] == "all"]
-    subset = [c for c in ("point", "replication") if c in summary.columns]
-    return summary.drop_duplicates(subset=subset, keep="first") if subset else summary
-
-
-def _estimates(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per point: mean, ci_low, ci_high of each column (the run itself when there is one replication)."""
-    rows = headline_rows(summary)
-    labels = rows["replication"].astype(str)
-    if (labels == "mean").any():
-        means = rows[labels == "mean"].set_index("point")
-        low = rows[labels == "ci_low"].set_index("point")
-        high = rows[labels == "ci_high"].set_index("point")
-    else:
-        means = low = high = rows.drop_duplicates("point").set_index("point")
+def _estimates(estimates: pd.DataFrame) -> pd.DataFrame:
+    """Per point: mean, ci_low, ci_high of each column (NaN bounds when there is one replication)."""
+    rows = headline(estimates)
+    means, low, high = (rows[rows["stat"] == stat].set_index("point") for stat in STATS)
     frame = means.copy()
     for column in means.columns:
         if column in low.columns and pd.api.types.is_numeric_dtype(means[column]):
@@ -68,9 +55,10 @@ def _estimates(summary: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index()
 
 
-def curves_figure(summary: pd.DataFrame, axes: Sequence[str], x: str, title: str) -> Figure:
-    """Each metric against ``x``: one line per combination of the other axes, 95 % CI bands."""
-    frame = _estimates(summary)
+def curves_figure(estimates: pd.DataFrame, axes: Sequence[str], x: str, title: str) -> Figure:
+    """Each metric against ``x`` (from a sweep's estimates): one line per combination of the other axes,
+    95 % CI bands."""
+    frame = _estimates(estimates)
     metrics = [m for m in CURVE_METRICS if m[0] in frame.columns]
     metrics += [m for m in OPTIONAL_METRICS if m[0] in frame.columns and frame[m[0]].notna().any()]
     columns = 3 if len(metrics) <= 6 else 4

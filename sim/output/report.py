@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import yaml
 
-from sim.analysis.estimates import replication_rows
 from sim.experiments.replication import Run
 from sim.experiments.runner import Result, SweepResult
 from sim.output import webpage as html
@@ -87,6 +86,15 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+RESULT_FILES = ("summary.csv", "estimates.csv", "timeseries.csv", "requests.parquet", "jobs.parquet",
+                "requests.csv.gz", "jobs.csv.gz", "comparison.csv", "probes.csv", "manifest.json", "report.md",
+                "report.html")
+"""Every file (besides ``figures/*.png``) a results folder may hold, written by any command of this
+qsim or an earlier one (``*.csv.gz``): those this run did not write are removed."""
+
+Phase = Callable[[str], None]
+"""Told what slow step starts (``writing requests.parquet``, ``drawing figures``), for the command line."""
+
 Writer = Callable[[Path], list[Path]]
 """Writes files into a folder and returns their paths relative to it."""
 
@@ -102,7 +110,8 @@ def _publish(out: Path, writer: Writer) -> list[Path]:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / relative, target)
         drawn = {out / relative for relative in produced}
-        optional = [out / "jobs.csv.gz", *((out / "figures").glob("*.png") if (out / "figures").is_dir() else [])]
+        optional = [out / name for name in RESULT_FILES]
+        optional += (out / "figures").glob("*.png") if (out / "figures").is_dir() else []
         for stale in optional:
             if stale not in drawn:
                 stale.unlink(missing_ok=True)  # from an earlier run: never mix two runs in one folder
@@ -115,6 +124,12 @@ def _json(path: Path, data: Any) -> None:
     with path.open("w") as stream:
         json.dump(data, stream, indent=2, default=str)
         stream.write("\n")
+
+
+def _drawn(draw: Callable[[], dict[str, Figure]], folder: Path, phase: Phase | None) -> dict[str, Path]:
+    """Draw the figures (saying so first: it can take a while) and save them."""
+    _told(phase, "drawing figures")
+    return _save(draw(), folder)
 
 
 def _save(figures: dict[str, Figure], folder: Path) -> dict[str, Path]:
@@ -150,31 +165,52 @@ def _scenario_section(raw: dict[str, Any], extra: dict[str, Any] | None = None) 
     return "Scenario", f"```yaml\n{text}```", html.preformatted(text)
 
 
-def _write_jobs(run: Run, folder: Path) -> list[Path]:
-    """``jobs.csv.gz``, the per-attempt (or per-stage-visit) table, when it differs from the requests."""
+def _tables(folder: Path, summary: pd.DataFrame, estimates: pd.DataFrame) -> list[Path]:
+    """``summary.csv`` (one row per run and row group) and ``estimates.csv`` (mean and CI per group)."""
+    summary.to_csv(folder / "summary.csv", index=False)
+    estimates.to_csv(folder / "estimates.csv", index=False)
+    return [Path("summary.csv"), Path("estimates.csv")]
+
+
+def _write_requests(run: Run, folder: Path, phase: Phase | None = None) -> list[Path]:
+    """``requests.parquet`` and, when it differs from the requests, ``jobs.parquet`` (attempts or stage visits)."""
+    _told(phase, "writing requests.parquet")
+    run.requests.to_parquet(folder / "requests.parquet", index=False)
     jobs = run.jobs
     if jobs is None:
-        return []
-    jobs.to_csv(folder / "jobs.csv.gz", index=False, compression="gzip")
-    return [Path("jobs.csv.gz")]
+        return [Path("requests.parquet")]
+    _told(phase, "writing jobs.parquet")
+    jobs.to_parquet(folder / "jobs.parquet", index=False)
+    return [Path("requests.parquet"), Path("jobs.parquet")]
+
+
+def _told(phase: Phase | None, what: str) -> None:
+    if phase is not None:
+        phase(what)
 
 
 def write_results(result: Result, out: Path, *, seed: int, wall_time: float, figures: bool = True,
-                  executor: str = "in-process") -> list[Path]:
-    """Write the folder of one scenario's replications and return the files written."""
+                  executor: str = "in-process", requests: bool = True, phase: Phase | None = None) -> list[Path]:
+    """Write the folder of one scenario's replications and return the files written.
+
+    ``requests`` False skips ``requests.parquet`` and ``jobs.parquet`` (millions of rows for a big run).
+    """
 
     def writer(folder: Path) -> list[Path]:
-        result.summary.to_csv(folder / "summary.csv", index=False)
+        produced = _tables(folder, result.summary, result.estimates)
         result.timeseries.to_csv(folder / "timeseries.csv", index=False)
-        result.requests.to_csv(folder / "requests.csv.gz", index=False, compression="gzip")
         _json(folder / "manifest.json", manifest(result, seed, wall_time, executor))
-        produced = [Path(name) for name in ("summary.csv", "timeseries.csv", "requests.csv.gz", "manifest.json")]
-        produced += _write_jobs(result.runs[0], folder)
-        saved = _save(run_figures(result), folder) if figures else {}
+        produced += [Path("timeseries.csv"), Path("manifest.json")]
+        produced += _write_requests(result.runs[0], folder, phase) if requests else []
+        saved = _drawn(lambda: run_figures(result), folder, phase) if figures else {}
         scenario = result.scenario
         columns = [c for c in SINGLE_COLUMNS if c in result.summary.columns]
         shown = result.summary[columns]
-        sections = [("Summary", _markdown_table(shown), html.table(shown)), _scenario_section(scenario.raw)]
+        sections = [("Summary", _markdown_table(shown), html.table(shown))]
+        if result.replications > 1:
+            estimated = result.estimates[["stat", *(c for c in columns if c in result.estimates.columns)]]
+            sections.append(("Estimates (95 % CI)", _markdown_table(estimated), html.table(estimated)))
+        sections.append(_scenario_section(scenario.raw))
         meta = f"seed {seed}, {result.replications} replication(s), {executor}"
         reports = _reports(folder, scenario.name, scenario.description, sections, saved, meta)
         return [*produced, *saved.values(), *reports]
@@ -205,15 +241,14 @@ def _mean_quantiles(outcomes: list[Any]) -> Any:
 
 
 def write_sweep(result: SweepResult, out: Path, *, wall_time: float, figures: bool = True,
-                x: str | None = None) -> list[Path]:
+                x: str | None = None, requests: bool = True, phase: Phase | None = None) -> list[Path]:
     """Write a sweep's folder: tidy summary and time series, curves, manifest and reports."""
     experiment = result.experiment
 
     def writer(folder: Path) -> list[Path]:
-        result.summary.to_csv(folder / "summary.csv", index=False)
+        produced = _tables(folder, result.summary, result.estimates)
         result.timeseries.to_csv(folder / "timeseries.csv", index=False)
-        result.first.requests.to_csv(folder / "requests.csv.gz", index=False, compression="gzip")
-        jobs_file = _write_jobs(result.first, folder)
+        produced += _write_requests(result.first, folder, phase) if requests else []
         points = [{"point": p.index, "set": p.overrides, "values": p.values,
                    "replications": len(result.outcomes[p.index]),
                    "warmup_seconds": [o.warmup for o in result.outcomes[p.index]]} for p in result.points]
@@ -224,9 +259,8 @@ def write_sweep(result: SweepResult, out: Path, *, wall_time: float, figures: bo
             engines=sorted(set(result.summary["engine"].dropna())) if "engine" in result.summary else [],
             runs_computed=result.computed, runs_from_cache=result.cached,
             requests_file="replication 0 of point 0"))
-        produced = [Path(n) for n in ("summary.csv", "timeseries.csv", "requests.csv.gz", "manifest.json")]
-        produced += jobs_file
-        saved = _save(sweep_figures(result, x), folder) if figures else {}
+        produced += [Path("timeseries.csv"), Path("manifest.json")]
+        saved = _drawn(lambda: sweep_figures(result, x), folder, phase) if figures else {}
         table = sweep_table(result)
         sections = [("Points", _markdown_table(table), html.table(table, formatted=False)),
                     _scenario_section(experiment.raw, {"sweep": experiment.sweep})]
@@ -247,7 +281,7 @@ def sweep_figures(result: SweepResult, x: str | None = None) -> dict[str, Figure
 
     axes = result.experiment.axes
     name = result.experiment.name
-    drawn = {"curves": curves.curves_figure(result.summary, axes, x or axes[0], name)}
+    drawn = {"curves": curves.curves_figure(result.estimates, axes, x or axes[0], name)}
     if len(result.points) <= MAX_OVERLAID:
         labels = [p.label for p in result.points]
         quantiles = [_mean_quantiles(result.outcomes[p.index]) for p in result.points]
@@ -260,7 +294,7 @@ def write_comparison(comparison: Comparison, out: Path, *, wall_time: float, fig
     arms = comparison.arms
 
     def writer(folder: Path) -> list[Path]:
-        comparison.summary.to_csv(folder / "summary.csv", index=False)
+        produced = _tables(folder, comparison.summary, comparison.estimates)
         comparison.table.to_csv(folder / "comparison.csv", index=False)
         series = [_arm_series(comparison, p.index) for p in arms.points]
         pd.concat([s.assign(arm=label) for s, label in zip(series, arms.labels, strict=True)],
@@ -270,8 +304,9 @@ def write_comparison(comparison: Comparison, out: Path, *, wall_time: float, fig
                               "source": str(p.scenario.source) if p.scenario.source else None,
                               "as_run": p.scenario.model_dump(mode="json")}
                              for label, p in zip(arms.labels, arms.points, strict=True)],
-            seed=comparison.seed, replications=comparison.replications, executor=comparison.executor))
-        produced = [Path(n) for n in ("summary.csv", "comparison.csv", "timeseries.csv", "manifest.json")]
+            seed=comparison.seed, replications=comparison.replications, paired=comparison.paired,
+            executor=comparison.executor))
+        produced += [Path(n) for n in ("comparison.csv", "timeseries.csv", "manifest.json")]
         saved = {}
         if figures:
             from sim.output import curves
@@ -283,7 +318,8 @@ def write_comparison(comparison: Comparison, out: Path, *, wall_time: float, fig
         table = comparison_text(comparison).reset_index()
         sections = [("Comparison", _markdown_table(table), html.table(table, formatted=False))]
         sections += [_scenario_section(p.scenario.raw) for p in arms.points[:1]]
-        meta = (f"{comparison.replications} replications per arm, seed {comparison.seed}, common random numbers, "
+        pairing = "common random numbers" if comparison.paired else "different arrivals: unpaired (Welch) tests"
+        meta = (f"{comparison.replications} replications per arm, seed {comparison.seed}, {pairing}, "
                 f"{comparison.executor}")
         reports = _reports(folder, "Comparison: " + " vs ".join(arms.labels), "", sections, saved, meta)
         return [*produced, *saved.values(), *reports]
@@ -316,7 +352,7 @@ def write_plan(plan: Plan, out: Path, *, wall_time: float, figures: bool = True)
     experiment = plan.experiment
 
     def writer(folder: Path) -> list[Path]:
-        plan.summary.to_csv(folder / "summary.csv", index=False)
+        produced = _tables(folder, plan.summary, plan.estimates)
         probes = probes_frame(plan)
         probes.to_csv(folder / "probes.csv", index=False)
         spec = plan.spec
@@ -324,9 +360,9 @@ def write_plan(plan: Plan, out: Path, *, wall_time: float, figures: bool = True)
             wall_time, scenario=experiment.name, seed=plan.seed, path=spec.path, maximize=spec.maximize,
             range=[spec.low, spec.high], targets=[t.text for t in spec.targets], confidence=spec.confidence,
             answer=None if plan.answer is None else plan.answer.value,
-            other_side=None if plan.other_side is None else plan.other_side.value,
+            other_side=None if plan.other_side is None else plan.other_side.value, unresolved=plan.unresolved,
             as_written=experiment.raw, executor=plan.executor))
-        produced = [Path(n) for n in ("summary.csv", "probes.csv", "manifest.json")]
+        produced += [Path(n) for n in ("probes.csv", "manifest.json")]
         saved = {}
         if figures:
             from sim.output import curves
@@ -343,4 +379,4 @@ def write_plan(plan: Plan, out: Path, *, wall_time: float, figures: bool = True)
     return _publish(out, writer)
 
 
-__all__ = ["replication_rows", "write_comparison", "write_plan", "write_results", "write_sweep"]
+__all__ = ["write_comparison", "write_plan", "write_results", "write_sweep"]

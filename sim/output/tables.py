@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from sim.analysis.estimates import key_columns
+from sim.analysis.estimates import headline, key_columns, stat_rows
 from sim.experiments.targets import format_target_value
 from sim.model.units import format_duration
 
@@ -57,13 +57,6 @@ def with_interval(column: str, mean: object, low: object, high: object) -> str:
     return text
 
 
-def _aggregates(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series] | None:
-    labels = rows["replication"].astype(str)
-    if not (labels == "mean").any():
-        return None
-    return (rows[labels == "mean"].iloc[0], rows[labels == "ci_low"].iloc[0], rows[labels == "ci_high"].iloc[0])
-
-
 QUIET_WHEN_IDLE = ("failed", "dead_lettered", "overdue", "dropped_overflow", "dropped_aqm", "retries", "throttles",
                    "cold_starts", "duplicates", "cost_usd")
 """Columns of features a scenario may not use: left out of the terminal table when zero or empty
@@ -87,21 +80,16 @@ def format_summary(result: Result) -> str:
     metrics = [c for c in summary.columns if c not in ("replication", "scenario", "engine") and c not in keys
                and not _idle(summary, c)]
     columns: dict[str, list[str]] = {}
-    aggregated = False
-    groups = summary.groupby(keys, sort=False) if keys else [((), summary)]
+    aggregated = result.replications > 1
+    estimates = result.estimates
+    groups = estimates.groupby(keys, sort=False) if keys else [((), estimates)]
     for key, rows in groups:
         values = key if isinstance(key, tuple) else (key,)
         named = [f"{k}={v}" for k, v in zip(keys, values, strict=True) if v != "all"]
         label = ", ".join(named) if named else "all"
         label = label.removeprefix("producer=") if len(named) == 1 else label
-        found = _aggregates(rows)
-        if found is not None:
-            aggregated = True
-            mean, low, high = found
-            columns[label] = [with_interval(m, mean[m], low[m], high[m]) for m in metrics]
-        else:
-            row = rows.iloc[0]
-            columns[label] = [format_value(m, row[m]) for m in metrics]
+        mean, low, high = stat_rows(rows)
+        columns[label] = [with_interval(m, mean[m], low[m], high[m]) for m in metrics]
     table = pd.DataFrame(columns, index=metrics)
     scenario = result.scenario
     heading = f"{scenario.name}: {scenario.description}".rstrip(": ")
@@ -113,22 +101,14 @@ def format_summary(result: Result) -> str:
 
 def sweep_table(result: SweepResult) -> pd.DataFrame:
     """One row per point: its axes, then the main metrics as mean [95 % CI] (all requests)."""
-    summary = result.summary
-    if "producer" in summary.columns:
-        summary = summary[summary["producer"] == "all"]
-    shown = [c for c in SWEEP_COLUMNS if c in summary.columns and summary[c].notna().any()]
+    estimates = headline(result.estimates)
+    shown = [c for c in SWEEP_COLUMNS if c in estimates.columns and estimates[c].notna().any()]
     rows = []
     for point in result.points:
-        group = summary[summary["point"] == point.index]
-        found = _aggregates(group)
+        mean, low, high = stat_rows(estimates[estimates["point"] == point.index])
         row: dict[str, str] = {axis: format_value(axis, point.values.get(axis)) for axis in result.experiment.axes}
         row["runs"] = str(len(result.outcomes[point.index]))
-        if found is not None:
-            mean, low, high = found
-            row.update({c: with_interval(c, mean[c], low[c], high[c]) for c in shown})
-        else:
-            first = group.iloc[0]
-            row.update({c: format_value(c, first[c]) for c in shown})
+        row.update({c: with_interval(c, mean[c], low[c], high[c]) for c in shown})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -163,9 +143,14 @@ def comparison_text(comparison: Comparison) -> pd.DataFrame:
 
 
 def format_comparison(comparison: Comparison) -> str:
-    note = (f"{comparison.replications} replications each, seed {comparison.seed}: the same arrivals and service "
-            "times in every arm (common random numbers); mean [95% CI]; differences against the first, "
-            "paired t-test p-value, * p<0.05 ** p<0.01 *** p<0.001")
+    if comparison.paired:
+        note = (f"{comparison.replications} replications each, seed {comparison.seed}: the same arrivals and service "
+                "times in every arm (common random numbers); mean [95% CI]; differences against the first, "
+                "paired t-test p-value, * p<0.05 ** p<0.01 *** p<0.001")
+    else:
+        note = (f"{comparison.replications} replications each, seed {comparison.seed}: the arms' arrivals differ, so "
+                "their runs are independent samples (no common random numbers); mean [95% CI]; differences against "
+                "the first, Welch's unpaired t-test p-value, * p<0.05 ** p<0.01 *** p<0.001")
     return f"{note}\n{comparison_text(comparison).to_string()}"
 
 
@@ -188,6 +173,13 @@ def plan_text(plan: Plan) -> str:
             lines.append(f"    {target.metric}: mean {format_value(target.metric, mean)}, bound "
                          f"{format_value(target.metric, bound)} (target {target.op} {format_target_value(target)})")
         lines.extend(_metrics_at(plan, answer.point.index))
+    other = plan.other_side
+    if plan.unresolved and other is not None and answer is not None:
+        unsure = [p for p in plan.probes if p.verdict == "unsure" and p is not other]
+        near = min(unsure, key=lambda p: abs(p.value - other.value)).value if unsure else other.value
+        lines.append(f"  stopped refining: {other.value:g} and {near:g} are both unsure after {other.replications} "
+                     f"replications and their intervals overlap, so more runs cannot tell them apart; the boundary "
+                     f"lies between {other.value:g} and {answer.value:g}")
     lines.append("probes: " + ", ".join(f"{p.value:g} {p.verdict} ({p.replications})" for p in plan.probes))
     return "\n".join(lines)
 
@@ -204,14 +196,11 @@ def _other_side(plan: Plan) -> str:
 
 
 def _metrics_at(plan: Plan, point: int) -> list[str]:
-    summary = plan.summary
-    rows = summary[summary["point"] == point]
-    if "producer" in rows.columns:
-        rows = rows[rows["producer"] == "all"]
-    found = _aggregates(rows)
-    if found is None:
+    rows = headline(plan.estimates)
+    rows = rows[rows["point"] == point]
+    if rows.empty:
         return []
-    mean, low, high = found
+    mean, low, high = stat_rows(rows)
     shown = [c for c in SWEEP_COLUMNS if c in rows.columns and rows[c].notna().any()]
     return ["  metrics there, mean [95% CI]:"] + [f"    {c}: {with_interval(c, mean[c], low[c], high[c])}"
                                                    for c in shown]
