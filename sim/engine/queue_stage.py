@@ -23,6 +23,7 @@ from simpy.events import NORMAL
 
 from sim.engine.aqm import Codel, EarlyDrop, FailAtScale, HeadDrop, Proportional, Red
 from sim.engine.consumers import Execution, FixedPool, Pool, ServerlessPool, Slot
+from sim.engine.faults import QueueFaults
 from sim.engine.kernel import Handler, Kernel, Reusable
 from sim.engine.queues import Queue, queue_for
 from sim.engine.records import AQM, COMPLETED, DROPPED, EXPIRED, FAILED, LATE, OVERFLOW, REJECTED, THROTTLE, JobLog
@@ -85,8 +86,11 @@ def wire(kernel: Kernel, spec: StageSpec, log: JobLog, *, pool: Pool, execution:
     take = _taker(wiring, settle)
     wiring.finished.append(_finisher(wiring, take, begin))
     admit = _admitter(wiring, settle, begin, _scaler(wiring, take, begin))
-    return Stage(spec.name, spec.consumers.concurrency, admit, pool, queue.__len__, lambda: pool.busy,
-                 spec.consumers.priced)
+    stage = Stage(spec.name, spec.consumers.concurrency, admit, pool, queue.__len__, lambda: pool.busy,
+                  spec.consumers.priced)
+    if isinstance(pool, FixedPool):
+        stage.faults = QueueFaults(kernel, pool, stage, settle, take, begin)  # crashes (sim.engine.faults)
+    return stage
 
 
 def _settler(w: _Wiring) -> Settle:

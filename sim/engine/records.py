@@ -28,8 +28,11 @@ job ``cold_starts``, ``gb_seconds``,   :mod:`~sim.engine.queue_stage` (start ste
 ``invocations``                        :mod:`~sim.engine.broker` (invoke)
 job ``throttles``                      :mod:`~sim.engine.queue_stage` (admit: a direct invocation
                                        finds no environment); :mod:`~sim.engine.broker` (receive)
-job ``receives``, ``duplicates``,      :mod:`~sim.engine.broker`
-``sqs_requests``
+job ``receives``, ``duplicates``,      :mod:`~sim.engine.broker`; the broker models of
+``sqs_requests``                       :mod:`sim.engine.brokers` (``start``, ``finish``, ``outcome``,
+                                       ``reason``, usage too, through :mod:`~sim.engine.brokers.base`)
+job ``key``                            :mod:`~sim.engine.producers` (single stage);
+                                       :class:`~sim.engine.routing.Tracker` ``new_job``
 request ``producer``, ``arrival``,     :class:`~sim.engine.routing.Tracker` ``new_request``;
 ``deadline``, ``pending``              ``deadline`` again per attempt by the ``Client``,
                                        ``pending`` per fan-out by the ``Router``
@@ -40,7 +43,7 @@ usage
 :class:`RunRecords`                    :func:`sim.engine.simulation.simulate` at the end of the
                                        run; ``environments`` from the pools
                                        (:mod:`~sim.engine.consumers`), ``invocations`` from the
-                                       broker
+                                       brokers
 =====================================  ==========================================================
 """
 
@@ -56,15 +59,20 @@ from numpy.typing import NDArray
 from sim.engine.tally import Tally
 
 #: Outcome codes, in the order of :data:`OUTCOMES`. ``IN_SYSTEM`` (0) is the default, so a
-#: request nobody finished is reported as still in the system when the run ends.
-IN_SYSTEM, COMPLETED, LATE, EXPIRED, REJECTED, DROPPED, FAILED, DEAD_LETTERED = range(8)
-OUTCOMES = ("in_system", "completed", "late", "expired", "rejected", "dropped", "failed", "dead_lettered")
+#: request nobody finished is reported as still in the system when the run ends. ``LOST`` is an
+#: at-most-once loss: a broker that forgot the message (a pub/sub subscriber that was down).
+IN_SYSTEM, COMPLETED, LATE, EXPIRED, REJECTED, DROPPED, FAILED, DEAD_LETTERED, LOST = range(9)
+OUTCOMES = ("in_system", "completed", "late", "expired", "rejected", "dropped", "failed", "dead_lettered", "lost")
 
-#: Why a job ended as it did: dropped because of ``OVERFLOW`` (evicted by drop-oldest), ``AQM``
-#: (early drop) or ``RETENTION`` (too old in a broker); rejected because of a ``THROTTLE`` (no
-#: environment and no scaling allowance); failed because of a function ``ERROR`` or ``TIMEOUT``.
-NO_REASON, OVERFLOW, AQM, THROTTLE, ERROR, TIMEOUT, RETENTION = range(7)
-REASONS = ("", "overflow", "aqm", "throttle", "error", "timeout", "retention")
+#: Why a job ended as it did: dropped because of ``OVERFLOW`` (evicted by drop-oldest or a length
+#: limit), ``AQM`` (early drop), ``RETENTION`` (too old in a broker) or ``TTL`` (a message time-to-live);
+#: rejected because of a ``THROTTLE`` (no environment, no scaling allowance, or a broker's API quota)
+#: or an ``OUTAGE`` (the broker was down); failed because of a function ``ERROR`` or ``TIMEOUT``, or a
+#: consumer ``CRASH`` (its in-flight work lost); lost because the subscriber was ``DISCONNECTED`` or
+#: crashed (``CRASH``).
+NO_REASON, OVERFLOW, AQM, THROTTLE, ERROR, TIMEOUT, RETENTION, CRASH, OUTAGE, DISCONNECTED, TTL = range(11)
+REASONS = ("", "overflow", "aqm", "throttle", "error", "timeout", "retention", "crash", "outage", "disconnected",
+           "ttl")
 
 CHUNK = 65536
 """Rows added to a log each time it fills up."""
@@ -151,10 +159,11 @@ class JobLog:
     """Columns indexed by job id (the order jobs were created). NaN marks a time that did not happen.
 
     ``routed`` adds the stage and request of each job (several stages, or retries);
-    ``metered`` adds the usage columns (scaling, broker delivery, failures, retries, prices).
+    ``metered`` adds the usage columns (scaling, broker delivery, failures, retries, prices);
+    ``keyed`` adds each message's ``key`` (-1: none), for producers with ``key``.
     """
 
-    def __init__(self, routed: bool, metered: bool = False) -> None:
+    def __init__(self, routed: bool, metered: bool = False, keyed: bool = False) -> None:
         self.allocated = 0
         self.producer = array("b")
         self.arrival = array("d")
@@ -168,6 +177,8 @@ class JobLog:
         self.request = array("q")
         self._routed = routed
         self.metered = metered
+        self.keyed = keyed
+        self.key = array("q")
         self.attempt = array("q")
         self.receives = array("q")
         self.throttles = array("q")
@@ -192,6 +203,8 @@ class JobLog:
             for column in (self.attempt, self.receives, self.throttles, self.cold_starts, self.duplicates):
                 column.extend(zeros)
             _grow([self.gb_seconds, self.invocations, self.sqs_requests], 0.0)
+        if self.keyed:
+            self.key.extend(array("q", [-1]) * CHUNK)
         self.allocated += CHUNK
 
     def freeze(self, count: int) -> Columns:
@@ -209,6 +222,7 @@ class JobLog:
             stage=_freeze_small(self.stage, count) if routed else np.zeros(count, dtype=np.int8),
             request=_freeze_ids(self.request, count) if routed else np.arange(count, dtype=np.int64),
             usage=self._freeze_usage(count) if self.metered else None,
+            key=_freeze_ids(self.key, count) if self.keyed else None,
         )
 
     def _freeze_usage(self, count: int) -> Usage:
@@ -308,6 +322,8 @@ class Columns:
     request: NDArray[np.int64]
     usage: Usage | None = None
     """Present when the scenario meters usage (scaling, delivery, failures, retries)."""
+    key: NDArray[np.int64] | None = None
+    """Each message's key (-1: none), when a producer draws keys (jobs only; requests have none)."""
 
     def __len__(self) -> int:
         return len(self.arrival)

@@ -24,9 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.engine import broker, queue_stage
+from sim.engine.brokers import wiring as brokers
 from sim.engine.consumers import Execution, build_pool
+from sim.engine.faults import schedule_faults
 from sim.engine.kernel import Handler, Kernel, Reusable
-from sim.engine.producers import client_arrivals, direct_arrivals, routed_arrivals, start_producers
+from sim.engine.producers import client_arrivals, direct_arrivals, keyed_arrivals, routed_arrivals, start_producers
 from sim.engine.records import JobLog, RequestLog, RunRecords, resolved_share
 from sim.engine.routing import Client, Router, Tracker
 from sim.engine.stage import Listener, Stage
@@ -42,6 +44,7 @@ from sim.engine.streams import (
     stream,
 )
 from sim.model.distributions import Sampler
+from sim.model.fault_specs import slowdowns_of
 from sim.model.schema import ProducerSpec, Scenario, StageSpec
 
 __all__ = ["ClockCallback", "RunRecords", "replication_seeds", "simulate", "wire_stage"]
@@ -71,6 +74,8 @@ def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: ClockC
     kernel = Kernel()
     wired = _wire(kernel, scenario, seeds)
     horizon = start_producers(kernel, scenario, seeds, wired.service_rng, wired.on_arrival)
+    if scenario.faults:
+        schedule_faults(kernel, scenario, wired.stages, seeds, horizon)
     collecting = gc.isenabled()
     gc.disable()  # the run allocates millions of small acyclic tuples; scanning them for cycles is wasted time
     try:
@@ -84,12 +89,13 @@ def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: ClockC
 
 def _wire(kernel: Kernel, scenario: Scenario, seeds: np.random.SeedSequence) -> _Wired:
     """Build the job log, the request tracker if any, every stage and the arrival handler."""
-    specs = scenario.stage_list
+    specs = [_with_slow_periods(scenario, index, spec) for index, spec in enumerate(scenario.stage_list)]
     names = [p.name for p in scenario.producers]
     retrying = any(p.retry is not None for p in scenario.producers)
     routed = retrying or len(specs) > 1 or any(len(scenario.entry_stages(p)) > 1 for p in scenario.producers)
     metered = retrying or any(_metered(spec) for spec in specs) or any(p.failure for p in scenario.producers)
-    jobs = JobLog(routed, metered=metered)
+    keyed = any(p.key is not None for p in scenario.producers)
+    jobs = JobLog(routed, metered=metered, keyed=keyed)
     service_rng = service_streams(seeds)
     tracker = _tracker(kernel, scenario, seeds, jobs, service_rng) if routed else None
     failures = [p.failure.probability if p.failure is not None else 0.0 for p in scenario.producers]
@@ -102,6 +108,8 @@ def _wire(kernel: Kernel, scenario: Scenario, seeds: np.random.SeedSequence) -> 
         on_arrival, job_count = client_arrivals(kernel, tracker), tracker.jobs_created
     elif tracker is not None:
         on_arrival, job_count = routed_arrivals(kernel, tracker), tracker.jobs_created
+    elif keyed:
+        on_arrival, job_count = keyed_arrivals(kernel, jobs, stages[0])
     else:
         on_arrival, job_count = direct_arrivals(kernel, jobs, stages[0], len(names) > 1)
     if tracker is not None:
@@ -148,15 +156,26 @@ def wire_stage(kernel: Kernel, spec: StageSpec, log: JobLog, *, levels: list[int
     execution = Execution(spec.consumers, streams.failure, producer_failure)
     if spec.queue.delivery is not None:
         return broker.wire(kernel, spec, log, pool=pool, execution=execution, listener=listener)
+    if spec.queue.broker is not None:
+        return brokers.wire(kernel, spec, log, pool=pool, execution=execution, listener=listener, hops=streams.hops)
     return queue_stage.wire(kernel, spec, log, pool=pool, execution=execution, levels=levels,
                             producer_names=producer_names, aqm_rng=streams.aqm, listener=listener)
 
 
 def _metered(spec: StageSpec) -> bool:
     """Whether a stage needs the usage columns (anything beyond a plain worker pool)."""
-    consumers = spec.consumers
-    return (consumers.priced or spec.queue.delivery is not None or consumers.failure is not None
-            or consumers.timeout is not None or bool(consumers.slowdowns))
+    consumers, queue = spec.consumers, spec.queue
+    return (consumers.priced or queue.delivery is not None or queue.broker is not None
+            or consumers.failure is not None or consumers.timeout is not None or bool(consumers.slowdowns))
+
+
+def _with_slow_periods(scenario: Scenario, index: int, spec: StageSpec) -> StageSpec:
+    """The stage with the timeline's ``slowdown`` faults added to its consumers' slowdowns."""
+    slow = slowdowns_of(scenario.faults, index, [stage.name for stage in scenario.stage_list])
+    if not slow:
+        return spec
+    consumers = spec.consumers.model_copy(update={"slowdowns": [*spec.consumers.slowdowns, *slow]})
+    return spec.model_copy(update={"consumers": consumers})
 
 
 def _tracker(kernel: Kernel, scenario: Scenario, seeds: np.random.SeedSequence, jobs: JobLog,

@@ -44,7 +44,8 @@ BINS = MAX_INDEX - MIN_INDEX + 2
 OFFERED, SERVED, DROPPED_OVERFLOW, DROPPED_AQM, OVERDUE = range(5)
 OUTCOME_BASE = 5
 """``counts[view, OUTCOME_BASE + code]`` counts outcome ``code`` (sim.engine.records.OUTCOMES)."""
-COUNTS = OUTCOME_BASE + 8
+COUNTS = OUTCOME_BASE + 9
+"""One count per outcome code (``len(sim.engine.records.OUTCOMES)``; records imports this module, so not by name)."""
 # ... sums ...
 LATENCY_SUM, WAIT_SUM, WASTED, QUEUE_AREA, BUSY_AREA, SYSTEM_AREA, QUEUE_PEAK = range(7)
 SUMS = 7

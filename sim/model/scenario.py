@@ -19,6 +19,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from sim.model.broker_specs import BROKER_KINDS
+from sim.model.fault_specs import FAULT_KINDS
 from sim.model.schema import (
     DISTRIBUTIONS,
     MISSING,
@@ -302,6 +304,8 @@ def format_validation_error(error: ValidationError, data: Any, where: str) -> st
         key = str(ctx.get("discriminator", "")).strip("'")
         allowed = _KINDS.get(key) or re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
         if kind == "union_tag_not_found":
+            if not allowed and key == "kind":  # a broker or a fault (both say what they are with kind:)
+                allowed = list(FAULT_KINDS if "faults" in path else BROKER_KINDS)
             return f"{where}: {field}.{key}: missing; say which {key} this is, one of: {', '.join(allowed)}"
         return f"{where}: {field}.{key}: got {_describe(ctx.get('tag'))}; {_choices(ctx.get('tag'), allowed)}"
     if isinstance(cause, FieldError):

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, model_validator
 
 from sim.model import distributions
+from sim.model.broker_specs import BrokerSpec, KeySpec, check_broker_queue
 from sim.model.delivery_specs import (
     BatchSpec,
     CostSpec,
@@ -28,6 +29,7 @@ from sim.model.delivery_specs import (
     SlowdownSpec,
     check_timeout_retry,
 )
+from sim.model.fault_specs import FaultSpec, StageFacts, check_faults
 from sim.model.policy_specs import (
     AQM_POLICIES,
     AqmSpec,
@@ -96,6 +98,8 @@ class ProducerSpec(Strict):
     retry: RetrySpec | None = None
     failure: FailureSpec | None = None
     """Its requests' processing also fails with this probability (1.0: poison messages that always fail)."""
+    key: KeySpec | None = None
+    """Message keys (Kafka partitions, FIFO message groups, ordering keys); none: messages have no key."""
 
     @property
     def targets(self) -> list[str] | None:
@@ -120,9 +124,13 @@ class QueueSpec(Strict):
     delivery: DeliverySpec | None = None
     """SQS-like broker delivery; omitted: consumers take requests straight from the queue."""
     pollers: PollersSpec | None = None
+    broker: BrokerSpec | None = None
+    """A broker model (``sim.model.broker_specs``): sqs, sqs-fifo, kafka, rabbitmq, redis-pubsub, gcp-pubsub."""
 
     @model_validator(mode="after")
     def _policies_fit(self) -> QueueSpec:
+        check_broker_queue(self.broker, self.discipline, self.capacity, self.overflow, self.on_expired, self.aqm,
+                           self.delivery)
         if self.delivery is not None:
             if self.discipline != "fifo":
                 raise FieldError("broker delivery hands out messages oldest first; use discipline: fifo",
@@ -233,6 +241,8 @@ class Scenario(Strict):
     cost: CostSpec = CostSpec()
     engine: Literal["auto", "simpy", "compiled"] = "auto"
     """Which engine runs it (``sim.model.engines``): both give the same records, request for request."""
+    faults: list[FaultSpec] = Field(default_factory=list)
+    """The faults timeline (``sim.model.fault_specs``): crashes, outages, slow periods."""
 
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
     _source: Path | None = PrivateAttr(default=None)
@@ -269,6 +279,9 @@ class Scenario(Strict):
                 ("warmup",),
                 self.warmup,
             )
+        facts = [StageFacts(stage.name, stage.consumers.concurrency, stage.consumers.scaling is not None,
+                            stage.queue.delivery is not None) for stage in self._stages]
+        check_faults(self.faults, facts, self.until)
         names = [percentile_column(p) for p in self.report.percentiles]
         if len(set(names)) != len(names):
             raise FieldError(
@@ -391,6 +404,10 @@ def _check_stage(stage: StageSpec, where: tuple[str | int, ...]) -> None:
         raise FieldError("batches are handed out by broker delivery: add queue.delivery "
                          "(e.g. {visibility_timeout: 30s}) or remove batch",
                          (*where, "consumers", "batch"), stage.consumers.batch.model_dump())
+    if stage.queue.broker is not None and stage.consumers.scaling is not None:
+        raise FieldError("broker models read with a fixed pool of consumers; remove consumers.scaling "
+                         "(Lambda-like scaling is modelled with queue.delivery)", (*where, "consumers", "scaling"),
+                         "given")
 
 
 SINGLE_STAGE = "main"

@@ -13,7 +13,8 @@ from matplotlib.figure import Figure
 from sim.engine.records import OUTCOMES
 from sim.model.units import format_duration
 
-PLOTTED_OUTCOMES = ("completed", "late", "expired", "rejected", "dropped", "failed", "dead_lettered", "in_system")
+PLOTTED_OUTCOMES = ("completed", "late", "expired", "rejected", "dropped", "failed", "dead_lettered", "lost",
+                    "in_system")
 assert set(PLOTTED_OUTCOMES) == set(OUTCOMES)
 
 OUTCOME_COLOURS = {
@@ -23,6 +24,7 @@ OUTCOME_COLOURS = {
     "rejected": "#e76f51",
     "dropped": "#9b2226",
     "failed": "#6a040f",
+    "lost": "#3d0066",
     "dead_lettered": "#5a189a",
     "in_system": "#8d99ae",
 }
