@@ -1,4 +1,4 @@
-"""The ``qsim`` command: ``run``, ``check``, ``compare`` and ``plan``.
+"""The ``qsim`` command: ``run``, ``check``, ``compare``, ``plan`` and ``evaluate`` (:mod:`sim.cli_evaluate`).
 
 Bad input ends with one line on stderr (``qsim: error: <file>: <field>: ...``) and exit
 code 2, never a traceback; nothing is written before the scenario (every sweep point, every
@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from sim import cli_evaluate
 from sim.about import __version__
 from sim.experiments.cache import ResultCache
 from sim.experiments.executors import Executor, ExecutorError, InProcess, make_executor
@@ -118,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     planning.add_argument("--confidence", type=float, help="one-sided confidence for every target (default 0.95)")
     planning.add_argument("--max-replications", type=int, help="cap when refining a probe near the boundary")
     planning.add_argument("--tolerance", type=float, help="stop bisecting a real-valued field at this width")
+    cli_evaluate.add_parser(commands, [scenario, execution])
     return parser
 
 
@@ -238,6 +240,7 @@ def _check(args: argparse.Namespace) -> int:
     for path in args.scenarios:
         try:
             experiment = load_experiment(path)
+            cli_evaluate.check(path)
             if experiment.plan is not None:
                 from sim.experiments.planning import Planner
 
@@ -342,8 +345,12 @@ def _yaml(text: str | None) -> Any:
     return None if text is None else parse_override(f"value={text}")[1]
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    return cli_evaluate.run(args, cli_evaluate.Helpers(_overrides, _out, _execute, _written))
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"run": _run, "check": _check, "compare": _compare,
-                                                             "plan": _plan}
+                                                             "plan": _plan, "evaluate": _evaluate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

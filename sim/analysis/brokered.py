@@ -74,3 +74,25 @@ def broker_cost(records: RunRecords, scenario: Scenario, mask: Mask) -> float | 
             total += throughput / TIB * prices.pubsub_tib
             priced = True
     return total if priced else None
+
+
+RECOVERY_LOOKBACK = 60.0
+"""Seconds before a fault whose average backlog is the level to get back to."""
+
+
+def recovery_time(time: NDArray[np.float64], backlog: NDArray[np.float64], start: float, end: float) -> float:
+    """Seconds from the end of a fault (``end``; a crash ends when it happens) until the backlog is back.
+
+    The backlog is a time series' ``in_system`` (average per bucket). "Back" is the first bucket
+    starting at or after ``end`` whose average is at most the pre-fault level: the mean over the
+    :data:`RECOVERY_LOOKBACK` seconds of whole buckets before ``start``, plus 10 % or one message,
+    whichever is more (noise is not a fault). Infinite when it never gets back before the run ends.
+    """
+    if len(time) == 0:
+        return math.inf
+    width = float(time[1] - time[0]) if len(time) > 1 else math.inf
+    before = (time + width <= start + 1e-9) & (time >= start - RECOVERY_LOOKBACK - 1e-9)
+    baseline = float(backlog[before].mean()) if before.any() else 0.0
+    threshold = max(1.1 * baseline, baseline + 1.0)
+    back = np.flatnonzero((time >= end - 1e-9) & (backlog <= threshold))
+    return float(time[back[0]] - end) if len(back) else math.inf

@@ -358,9 +358,10 @@ def scenario_from_dict(
 
 
 #: Experiment-level keys: they say how to run a scenario (a grid of points, a stopping rule,
-#: a capacity plan), not what it is, so they are not part of :class:`Scenario`. They are
-#: taken out of the raw data before the scenario is validated; :mod:`sim.experiments.sweep` reads them.
-EXPERIMENT_KEYS = ("sweep", "precision", "plan")
+#: a capacity plan, the brokers ``qsim evaluate`` compares), not what it is, so they are not
+#: part of :class:`Scenario`. They are taken out of the raw data before the scenario is
+#: validated; :mod:`sim.experiments.sweep` (and :mod:`sim.experiments.evaluate`) reads them.
+EXPERIMENT_KEYS = ("sweep", "precision", "plan", "evaluate")
 
 
 def split_experiment(data: Any) -> tuple[Any, dict[str, Any]]:
