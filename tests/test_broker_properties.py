@@ -92,9 +92,9 @@ def brokered(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         producer["timeout"] = draw(st.floats(0.2, 5.0))
     if draw(st.booleans()):
+        kinds = ["rejected", "failed", "dropped", *(["timeout"] if "timeout" in producer else [])]
         producer["retry"] = {"attempts": draw(st.integers(1, 3)), "base": draw(st.floats(0.01, 0.5)),
-                             "on": draw(st.lists(st.sampled_from(["rejected", "failed", "dropped"]), min_size=1,
-                                                 unique=True))}
+                             "on": draw(st.lists(st.sampled_from(kinds), min_size=1, unique=True))}
     queue: dict[str, Any] = {}
     if kind == "direct":
         queue = {"capacity": 0}

@@ -213,3 +213,18 @@ def test_a_slowdown_fault_is_the_consumers_slowdown() -> None:
         "slowdowns": [{"start": "1s", "end": "3s", "factor": 2.5}]}))
     assert trace(as_fault) == trace(as_consumers)
     assert trace(as_fault)[1] == ("completed", 1.0, 3.5)
+
+
+def test_sqs_fifo_deduplicates_a_clients_retry_within_the_window() -> None:
+    # The client gives up at 1 s and retries at 1.5 s; the first send is still being processed
+    # (0-2 s). FIFO: the retry is accepted but not delivered, and ends as the first send does (at 2,
+    # before its 2.5 s deadline). Past the window (or on a standard queue) the retry runs again, 2-4.
+    retry = {"attempts": 2, "backoff": "constant", "base": "0.5s", "jitter": "none", "on": ["timeout"]}
+    client = {"timeout": "1s", "retry": retry}
+    fifo = records(scenario("sqs-fifo", service=2.0, producer=client))
+    assert [OUTCOMES[o] for o in fifo.columns.outcome] == ["completed"]
+    assert [rounded(f) for f in fifo.columns.finish] == [2.0]
+    assert usage(fifo, "receives") == [1, 0]
+    late = records(scenario("sqs-fifo", service=2.0, producer=client, broker={"dedup_window": "1s"}))
+    assert [OUTCOMES[o] for o in late.columns.outcome] == ["late"]
+    assert [rounded(f) for f in late.columns.finish] == [4.0]

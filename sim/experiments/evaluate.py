@@ -193,14 +193,19 @@ def fault_windows(base: Scenario, replications: int, seed: int) -> list[Fault]:
     return found
 
 
+def _at(seconds: float) -> str:
+    """Times on a run's timeline read best in seconds (``130s``, not ``2.17min``)."""
+    return f"{seconds:g}s" if seconds < 3600 else format_duration(seconds)
+
+
 def _fault_label(fault: FaultSpec) -> str:
     if isinstance(fault, CrashSpec):
         who = "all consumers" if fault.consumers == "all" else (
             f"consumers {fault.consumers}" if isinstance(fault.consumers, list) else f"{fault.consumers} consumer(s)")
         rate = (fault.rate or 0.0) * 60
-        when = f"at {format_duration(fault.at)}" if fault.at is not None else f"at {rate:g}/min (mean)"
-        return f"crash of {who} {when}, back {format_duration(fault.restart)} later"
-    span = f"{format_duration(fault.start)}-{format_duration(fault.end)}"
+        when = f"at {_at(fault.at)}" if fault.at is not None else f"at {rate:g}/min (mean)"
+        return f"crash of {who} {when}, back {_at(fault.restart)} later"
+    span = f"{_at(fault.start)}-{_at(fault.end)}"
     if isinstance(fault, ConsumerOutageSpec):
         return f"consumer outage {span}"
     if isinstance(fault, BrokerOutageSpec):

@@ -231,6 +231,7 @@ class BrokerStage:
             log.finish[job] = now
             if self.listener is not None:
                 self.listener.served(job, now)
+            self.resolved(job, now)
         else:
             log.duplicates[job] += 1
 
@@ -244,6 +245,10 @@ class BrokerStage:
         log.reason[job] = why
         if self.listener is not None:
             self.listener.failed(job, code, now)
+        self.resolved(job, now)
+
+    def resolved(self, job: int, now: float) -> None:
+        """The message has its outcome (SQS FIFO passes it on to deduplicated copies)."""
 
     # --- faults ------------------------------------------------------------------------------
 

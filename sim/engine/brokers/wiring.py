@@ -9,7 +9,8 @@ from sim.engine.brokers.kafka import KafkaStage
 from sim.engine.brokers.pubsub import PubSubStage
 from sim.engine.brokers.rabbitmq import RabbitStage
 from sim.engine.brokers.redis import RedisStage
-from sim.engine.brokers.sqs import SqsFifoStage, SqsStage
+from sim.engine.brokers.sqs import SqsStage
+from sim.engine.brokers.sqs_fifo import SqsFifoStage
 from sim.engine.consumers import Execution, Pool
 from sim.engine.kernel import Kernel
 from sim.engine.records import JobLog
