@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+import sim
+
 from sim.engine.records import OUTCOMES
 from tests.brokers import outcomes, reasons, records, rounded, scenario, trace, usage
 
@@ -228,3 +230,11 @@ def test_sqs_fifo_deduplicates_a_clients_retry_within_the_window() -> None:
     late = records(scenario("sqs-fifo", service=2.0, producer=client, broker={"dedup_window": "1s"}))
     assert [OUTCOMES[o] for o in late.columns.outcome] == ["late"]
     assert [rounded(f) for f in late.columns.finish] == [4.0]
+
+
+def test_kafka_consumer_lag_counts_records_not_yet_committed() -> None:
+    # A record a second, auto-commit every 5 s: the lag climbs by one a second until the commit at
+    # 5 s (records 0-4), then starts again from the one record appended at 5 s.
+    result = sim.run(scenario("kafka", count=12, rate="1/s", service=0.5))
+    lag = result.runs[0].timeseries["lag"].tolist()
+    assert lag[:6] == [1.0, 2.0, 3.0, 4.0, 5.0, 1.0]

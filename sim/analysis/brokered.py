@@ -18,6 +18,7 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
+from sim.analysis.intervals import StepFunction
 from sim.engine.records import COMPLETED, LATE, Columns, RunRecords
 from sim.model.broker_specs import PubSubSpec, SqsFifoSpec, SqsSpec
 from sim.model.schema import Scenario
@@ -96,3 +97,14 @@ def recovery_time(time: NDArray[np.float64], backlog: NDArray[np.float64], start
     threshold = max(1.1 * baseline, baseline + 1.0)
     back = np.flatnonzero((time >= end - 1e-9) & (backlog <= threshold))
     return float(time[back[0]] - end) if len(back) else math.inf
+
+
+def consumer_lag(records: RunRecords) -> StepFunction:
+    """Records appended to a log (Kafka) and not yet committed by its consumer group, over time."""
+    ups, downs = [np.empty(0)], [np.empty(0)]
+    for events in records.lag_events:
+        if events is not None:
+            appended, commit_times, counts = events
+            ups.append(np.asarray(appended, dtype=float))
+            downs.append(np.repeat(np.asarray(commit_times, dtype=float), np.asarray(counts, dtype=np.int64)))
+    return StepFunction(np.concatenate(ups), np.concatenate(downs))

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from sim.analysis.brokered import broker_columns, broker_cost, out_of_order
+from sim.analysis.brokered import broker_columns, broker_cost, consumer_lag, out_of_order
 from sim.analysis.intervals import Intervals, StepFunction, bucket_edges
 from sim.engine.records import AQM, COMPLETED, DROPPED, EXPIRED, IN_SYSTEM, LATE, OUTCOMES, OVERFLOW, REJECTED, Columns
 from sim.engine.simulation import RunRecords
@@ -74,6 +74,8 @@ def timeseries(records: RunRecords, bucket: float, intervals: Intervals | None =
         columns["duplicates"] = counted(jobs.finish[jobs.usage.duplicates > 0])
     if records.environments:
         columns["provisioned"] = _provisioned(records).bucket_averages(edges, end)
+    if any(records.lag_events):
+        columns["lag"] = consumer_lag(records).bucket_averages(edges, end)
     if len(records.stage_names) > 1:
         lost = (jobs.outcome == REJECTED) | (jobs.outcome == DROPPED) | (jobs.outcome == EXPIRED)
         job_served = (jobs.outcome == COMPLETED) | (jobs.outcome == LATE)

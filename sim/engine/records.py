@@ -359,6 +359,8 @@ class RunRecords:
     """Per brokered stage, start and end of each invocation (busy time is counted from these)."""
     engine: str = "simpy"
     """Which engine produced the records: ``simpy`` or ``compiled``."""
+    lag_events: tuple[tuple[list[float], list[float], list[int]] | None, ...] = ()
+    """Per stage with a log (Kafka): append times, commit times and the records each commit covered."""
     tally: Tally | None = None
     """Streaming statistics, when the run did not keep every request (``report.requests``); then
     ``columns`` holds only the kept sample (or nothing)."""

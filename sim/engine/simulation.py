@@ -145,6 +145,7 @@ def _records(scenario: Scenario, wired: _Wired, wall_start: float) -> RunRecords
         stage_priced=tuple(stage.priced for stage in stages),
         stage_memory_gb=tuple(spec.consumers.memory_gb for spec in scenario.stage_list),
         invocations=tuple(stage.invocations for stage in stages),
+        lag_events=tuple(stage.lag_events() if stage.lag_events is not None else None for stage in stages),
     )
 
 

@@ -72,6 +72,12 @@ class Stage:
     keeps every row."""
     faults: Faultable | None = None
     """What the faults timeline acts on (consumer crashes, broker outages); None: faults pass it by."""
+    lag_events: Callable[[], LagEvents] | None = None
+    """A log's consumer lag (Kafka): when records were appended, when offsets were committed and how many."""
+
+
+LagEvents = tuple[list[float], list[float], list[int]]
+"""(append times, commit times, records each commit covered): lag = appended - committed."""
 
 
 NO_LIVE_JOB = 2**62

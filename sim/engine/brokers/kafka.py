@@ -28,7 +28,7 @@ from typing import cast
 from sim.engine.brokers.base import BrokerStage, Consumer
 from sim.engine.brokers.partitions import Topic, round_robin
 from sim.engine.kernel import Reusable
-from sim.engine.records import DROPPED, FAILED, IN_SYSTEM, RETENTION
+from sim.engine.records import DROPPED, FAILED, RETENTION
 from sim.model.broker_specs import KafkaSpec
 
 
@@ -44,8 +44,10 @@ class KafkaStage(BrokerStage):
         self.cursor = [0] * count
         self.last_commit = [0.0] * count
         self.commit_pending = [False] * count
+        self.appended: list[float] = []
+        """When each record was appended (the lag's history, with the commits)."""
         self.commits: tuple[list[float], list[int]] = ([], [])
-        """When offsets were committed and how many messages each commit covered (the lag's history)."""
+        """When offsets were committed and how many messages each commit covered."""
         self.rebalance(0.0)
 
     def accept(self, job: int, now: float) -> None:
@@ -53,6 +55,7 @@ class KafkaStage(BrokerStage):
         log, topic = self.log, self.topic
         partition = topic.partition(log.key[job] if log.keyed else -1)
         topic.append(job, partition)
+        self.appended.append(now)
         owner = topic.owner[partition]
         if owner >= 0:
             consumer = self.consumers[owner]
@@ -187,7 +190,6 @@ class KafkaStage(BrokerStage):
         for partition in range(topic.count):
             yield from topic.log[partition][topic.committed[partition]:]
 
-    def lag(self) -> int:
-        """Records not yet committed (the group's consumer lag), excluding those that left unprocessed."""
-        outcome = self.log.outcome
-        return sum(1 for job in self.held() if outcome[job] == IN_SYSTEM)
+    def lag_events(self) -> tuple[list[float], list[float], list[int]]:
+        """The consumer lag's history: records appended minus records committed, over time."""
+        return self.appended, self.commits[0], self.commits[1]

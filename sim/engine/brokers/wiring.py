@@ -34,5 +34,7 @@ def wire(kernel: Kernel, spec: StageSpec, log: JobLog, *, pool: Pool, execution:
     assert broker is not None
     model = MODELS[broker.kind](kernel, spec, log, execution, listener, hops)
     model.setup(broker)
+    lag = model.lag_events if isinstance(model, KafkaStage) else None
     return Stage(spec.name, spec.consumers.concurrency, model.publish, pool, model.waiting, model.serving,
-                 spec.consumers.priced, lambda: model.last_end, model.invocations, model.oldest_live, faults=model)
+                 spec.consumers.priced, lambda: model.last_end, model.invocations, model.oldest_live, faults=model,
+                 lag_events=lag)
