@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 import sim
-
 from sim.engine.records import OUTCOMES
 from tests.brokers import outcomes, reasons, records, rounded, scenario, trace, usage
 
@@ -238,3 +237,14 @@ def test_kafka_consumer_lag_counts_records_not_yet_committed() -> None:
     result = sim.run(scenario("kafka", count=12, rate="1/s", service=0.5))
     lag = result.runs[0].timeseries["lag"].tolist()
     assert lag[:6] == [1.0, 2.0, 3.0, 4.0, 5.0, 1.0]
+
+
+def test_a_producers_messages_reach_the_broker_in_the_order_sent() -> None:
+    # Random publish hops (one connection per producer): a later message never overtakes an
+    # earlier one, so a single partition processes them in the order sent.
+    latency = {"publish": {"dist": "exponential", "mean": "50ms"}}
+    result = records(scenario("kafka", count=200, rate="100/s", service=0.005, key={"count": 1},
+                              broker={"latency": latency}))
+    assert list(result.jobs.start) == sorted(result.jobs.start)
+    assert sim.run(scenario("kafka", count=200, rate="100/s", service=0.005, key={"count": 1},
+                            broker={"latency": latency})).summary.iloc[0]["out_of_order"] == 0

@@ -46,6 +46,10 @@ def test_evaluate_writes_a_scorecard_with_every_broker(tmp_path: Path, capsys: p
     lost = card[card["metric"] == "messages_lost"].set_index("broker")["mean"]
     assert lost["kafka"] > lost["direct"]
     assert lost["redis-pubsub"] >= lost["kafka"]  # at most once: it also loses what its crashed consumers held
+    # Ordered brokers keep every key in order, publish hops included; the others reorder.
+    order = card[card["metric"] == "out_of_order"].set_index("broker")["mean"]
+    assert order["kafka"] == order["sqs-fifo"] == 0
+    assert order["rabbitmq"] > 0
     # Only SQS, SQS FIFO and Pub/Sub are priced per use.
     cost = card[card["metric"] == "cost_usd"].set_index("broker")["mean"]
     assert cost[["sqs", "sqs-fifo", "gcp-pubsub"]].notna().all()

@@ -60,7 +60,7 @@ def backlog_figure(card: Scorecard) -> Figure:
     if any(np.nanmax(o.timeseries["in_system"]) > 0 for outcomes in card.comparison.outcomes.values()
            for o in outcomes):
         axes.set_yscale("symlog", linthresh=10)
-    axes.set(xlabel="simulated time (s)", ylabel="messages accepted, not yet processed",
+    axes.set(xlabel="simulated time (s)", ylabel="messages sent, not yet processed",
              title="Backlog (mean over replications); shaded: faults (numbered as in the scorecard)")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, ncols=min(4, len(labels)))
@@ -76,27 +76,30 @@ def bars_figure(card: Scorecard) -> Figure:
     table = card.table
     recovery = [f.column for f in card.faults]
     for axes, (metric, title) in zip(panels, BARS, strict=True):
-        means, errors = [], []
+        means, below, above = [], [], []
         for label in labels:
             mine = table[(table["broker"] == label)]
             rows = mine[mine["metric"].isin(recovery)] if metric == "recovery" else mine[mine["metric"] == metric]
             mean = float(rows["mean"].mean()) if len(rows) else math.nan
-            half = float(((rows["ci_high"] - rows["ci_low"]) / 2).mean()) if len(rows) else math.nan
             means.append(mean)
-            errors.append(half)
-        _bars(axes, labels, means, errors, title)
+            below.append(mean - float(rows["ci_low"].mean()) if len(rows) else math.nan)
+            above.append(float(rows["ci_high"].mean()) - mean if len(rows) else math.nan)
+        _bars(axes, labels, means, (below, above), title)
     figure.suptitle(f"{card.evaluation.name}: the scorecard (mean, 95% CI over {card.evaluation.replications} "
                     "replications; same load and faults for every broker)")
     return figure
 
 
-def _bars(axes: Axes, labels: list[str], means: list[float], errors: list[float], title: str) -> None:
+def _bars(axes: Axes, labels: list[str], means: list[float], errors: tuple[list[float], list[float]],
+          title: str) -> None:
+    """Bars with their (clipped, so possibly lopsided) intervals; ``never`` and ``n/a`` written in."""
     positions = np.arange(len(labels))
     finite = [m if math.isfinite(m) else 0.0 for m in means]
-    spread = [e if math.isfinite(e) else 0.0 for e in errors]
+    spread = [[e if math.isfinite(e) and math.isfinite(m) else 0.0 for e, m in zip(side, means, strict=True)]
+              for side in errors]
     axes.bar(positions, finite, yerr=spread, color=[colour(i, len(labels)) for i in range(len(labels))],
              capsize=3)
-    top = max([m + e for m, e in zip(finite, spread, strict=True)] + [1e-12])
+    top = max([m + e for m, e in zip(finite, spread[1], strict=True)] + [1e-12])
     for position, mean in zip(positions, means, strict=True):
         if math.isinf(mean):
             axes.text(float(position), top * 0.5, "never", rotation=90, ha="center", va="center", fontsize=8)

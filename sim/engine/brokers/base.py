@@ -96,6 +96,8 @@ class BrokerStage:
         """The broker is in an outage."""
         self.in_transit: set[int] = set()
         """Messages on the publish hop."""
+        self.last_arrival: dict[int, float] = {}
+        """When each producer's latest message reaches the broker (hops never overtake each other)."""
         self.invocations: tuple[list[float], list[float]] = ([], [])
         self.last_end = 0.0
 
@@ -155,8 +157,12 @@ class BrokerStage:
         elif self.publish_hop is None:
             self.accept(job, now)
         else:
+            # One connection per producer: its messages reach the broker in the order it sent them.
+            producer = self.log.producer[job]
+            due = max(now + self.publish_hop(), self.last_arrival.get(producer, now))
+            self.last_arrival[producer] = due
             self.in_transit.add(job)
-            self.kernel.call_at(now + self.publish_hop(), self._arrive, job)
+            self.kernel.call_at(due, self._arrive, job)
 
     def _arrive(self, event: Reusable) -> None:
         job = cast(int, event.value)
