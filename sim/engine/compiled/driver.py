@@ -47,7 +47,7 @@ from sim.model.schema import ProducerSpec, Scenario
 RING = 1 << 16
 """Job rows the ring starts with (it doubles when the jobs in the system span more)."""
 EVENT_BUDGET = 1 << 20
-"""Events per kernel call when a progress callback wants to hear about the clock."""
+"""Events per kernel call at most: a progress callback hears about the clock this often."""
 DISCIPLINES = {"fifo": at.FIFO, "lifo": at.LIFO, "priority": at.PRIORITY, "adaptive-lifo": at.ADAPTIVE_LIFO}
 LEVELS = 10
 
@@ -259,8 +259,13 @@ def run_kernel(scenario: Scenario, seeds: np.random.SeedSequence,
     uniforms = stream(seeds, STAGE_STREAMS + 0)
     horizon = max(producer.arrivals.build().horizon for producer in scenario.producers)
     rows = _Rows(scenario.report.kept, stream(seeds, SAMPLE_STREAM))
+    next_report = EVENT_BUDGET
     while True:
         status = advance(arrays)
+        if clock is not None and arrays.istate[at.EVENTS] >= next_report:
+            now = float(arrays.fstate[at.NOW])
+            clock(now, _share_done(scenario, arrays, now, horizon))
+            next_report = int(arrays.istate[at.EVENTS]) + EVENT_BUDGET
         if status == at.DONE:
             break
         if status == at.NEED_BLOCK:
@@ -275,9 +280,6 @@ def run_kernel(scenario: Scenario, seeds: np.random.SeedSequence,
             arrays = _deeper_waiting_room(arrays)
         elif status == at.SERIES_FULL:
             arrays = _widen_or_grow(arrays)
-        elif clock is not None:
-            now = float(arrays.fstate[at.NOW])
-            clock(now, _share_done(scenario, arrays, now, horizon))
     if arrays.ip[at.STREAMING] == 1:
         arrays = _close(arrays, _end_time(scenario, arrays))
     rows.take(arrays, int(arrays.istate[at.EMITTED]), int(arrays.istate[at.JOBS]))
