@@ -1,8 +1,9 @@
 """Schema blocks for how work is delivered and executed: Lambda-like consumers, SQS-like
 broker delivery, client retries, and the prices of all that.
 
-Rules and default numbers follow AWS's public documentation (``docs/modelling.md`` has each with its source); where AWS does not publish a
-number (idle reclaim), the default is the measured one and the docs say so.
+Rules and default numbers follow AWS's public documentation (``docs/modelling.md`` has each
+with its source); where AWS does not publish a number (idle reclaim), the default is the
+measured one and the docs say so.
 """
 
 from __future__ import annotations
