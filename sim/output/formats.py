@@ -69,6 +69,13 @@ def plain_number(value: float) -> str:
     return f"{value:.2e}"
 
 
+def duration(seconds: float) -> str:
+    """:func:`~sim.model.units.format_duration`, with thousands separators past a thousand days."""
+    if math.isfinite(seconds) and abs(seconds) >= 1000 * 86400:
+        return f"{seconds / 86400:,.0f}d"
+    return format_duration(seconds)
+
+
 def _count(value: float) -> str:
     rounded = round(value, 1)
     return f"{int(rounded):,}" if rounded.is_integer() else f"{rounded:,.1f}"
@@ -95,9 +102,9 @@ def format_value(column: str, value: object) -> str:
     number = float(value)  # type: ignore[arg-type]
     kind = kind_of(column)
     if kind == "share":
-        return f"{number:.2%}"
+        return f"{number:,.2%}"
     if kind == "duration":
-        return format_duration(number)
+        return duration(number)
     if kind == "rate":
         return f"{number:,.1f}/s"
     if kind == "work":
@@ -117,7 +124,7 @@ def format_compact(column: str, value: float) -> str:
     if kind == "share":
         return f"{value * 100:.4g}%"
     if kind == "duration":
-        return format_duration(value)
+        return duration(value)
     if kind == "rate":
         return f"{plain_number(value)}/s"
     if kind == "usd":
@@ -135,7 +142,7 @@ def format_difference(column: str, value: object) -> str:
     kind = kind_of(column)
     if kind == "share":
         points = magnitude * 100
-        return f"{sign}{points:.1f} pp" if points >= 1 else f"{sign}{points:.2f} pp"
+        return f"{sign}{points:,.1f} pp" if points >= 1 else f"{sign}{points:.2f} pp"
     if kind == "count":
         return sign + _count(magnitude)
     return sign + format_value(column, magnitude)
@@ -195,7 +202,7 @@ def format_field(kind: str, value: object) -> str:
     if kind == "rate":
         return f"{plain_number(number)}/s"
     if kind == "duration":
-        return format_duration(number)
+        return duration(number)
     if kind == "integer" and number.is_integer():
         return f"{int(number):,}"
     return plain_number(number)
