@@ -170,11 +170,9 @@ def curves_figure(summary: pd.DataFrame, axes: Sequence[str], x: str, title: str
 
 
 def _from_zero(axes: Axes) -> None:
-    low, high = axes.get_ylim()
-    if low < 0 < high and high > -low * 20:
-        low = 0.0  # only autoscaling margins (or a CI dipping below zero) reach below zero
-    if low >= 0:
-        axes.set_ylim(0, high * 1.05 if high > 0 else 1)
+    """Start the y axis at zero: every curve metric is >= 0 (only margins or a wide CI reach below)."""
+    high = axes.get_ylim()[1]
+    axes.set_ylim(0, high * 1.05 if high > 0 else 1)
 
 
 def _draw(axes: Axes, xs: np.ndarray, values: np.ndarray, low: np.ndarray, high: np.ndarray, style: dict[str, Any],

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from sim.experiments.runner import Result, SweepResult
     from sim.experiments.targets import Target
 
-__all__ = ["comparison_text", "format_comparison", "format_summary", "format_sweep", "format_value", "parse_metrics",
-           "plan_text", "probes_text", "sweep_table", "with_interval"]
+__all__ = ["comparison_text", "format_comparison", "format_summary", "format_sweep", "format_value", "headline_block",
+           "parse_metrics", "plan_text", "probes_text", "sweep_table", "with_interval"]
 
 SWEEP_COLUMNS = ("offered", "timeout_rate", "throughput", "goodput", "latency_p50", "latency_p99", "utilization",
                  "cost_usd")
@@ -116,6 +116,18 @@ def format_summary(result: Result, metrics: Sequence[str] | None = None) -> str:
     heading = f"{scenario.name}: {scenario.description}".rstrip(": ")
     note = f"{result.replications} replications: mean [95% CI]" if aggregated else "1 replication"
     return f"{heading}\n{note}\n{render(table, ['metric'])}"
+
+
+HEADLINE = ("offered", "completed", "late", "timeout_rate", "throughput", "goodput", "latency_p50", "latency_p99",
+            "wait_mean", "wasted_work", "utilization", "max_queue", "sim_time")
+"""The README's summary of a run: what happened to the requests, how fast, and at what cost."""
+
+
+def headline_block(row: pd.Series, per_line: int = 3) -> str:
+    """A compact summary of one run (the first summary row), three metrics a line, as the README shows it."""
+    cells = [f"{name:<13}{format_value(name, row[name]):>11}" for name in HEADLINE if name in row.index]
+    lines = ["    ".join(cells[i:i + per_line]) for i in range(0, len(cells), per_line)]
+    return "\n".join(lines) + "\n"
 
 
 def _shown(frame: pd.DataFrame, candidates: Sequence[str]) -> list[str]:
