@@ -156,6 +156,25 @@ def test_no_file_cites_documents_users_never_see() -> None:
     assert cited == []
 
 
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_links_into_the_modelling_reference_reach_a_section() -> None:
+    """README, docstrings and notebooks link to sections of docs/modelling.md: every section must exist."""
+    page = (ROOT / "docs/modelling.md").read_text()
+    anchors = {github_anchor(h) for h in re.findall(r"^#+ (.+)$", page, flags=re.M)}
+    assert {"queue-management", "aws-lambda", "sqs-and-the-lambda-event-source-mapping",
+            "clients-timeouts-retries-and-backoff", "prices"} <= anchors
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    wanted = set(re.findall(r"\]\(#([\w-]+)\)", page))
+    for name in listed.split():
+        if name.endswith((".md", ".py", ".ipynb", ".yaml")) and (ROOT / name).is_file():
+            wanted |= set(re.findall(r"modelling\.md#([\w-]+)", (ROOT / name).read_text(errors="replace")))
+    assert wanted - anchors == set()
+
+
 def schema_models() -> list[type[BaseModel]]:
     found: dict[str, type[BaseModel]] = {}
     for module in (schema, specs, policy_specs, delivery_specs):
