@@ -52,7 +52,7 @@ def _bins(values: np.ndarray, logarithmic: bool) -> np.ndarray:
     return np.linspace(0, top, 60)
 
 
-def latency_figure(requests: pd.DataFrame, title: str) -> Figure:
+def latency_figure(requests: pd.DataFrame, title: str, wait_label: str = "wait in queue") -> Figure:
     """Latency (arrival to finish) of served requests: histogram and CDF with the wait.
 
     One producer: the histogram is stacked by outcome (completed, late) with p50/p99/p99.9.
@@ -70,7 +70,7 @@ def latency_figure(requests: pd.DataFrame, title: str) -> Figure:
         if len(classes) > 1:
             _per_class(histogram, cdf, served, classes, bins)
         else:
-            _pooled(histogram, cdf, served, bins)
+            _pooled(histogram, cdf, served, bins, wait_label)
         if logarithmic:
             for axes in (histogram, cdf):
                 axes.set_xscale("log")
@@ -90,7 +90,7 @@ def latency_figure(requests: pd.DataFrame, title: str) -> Figure:
     return figure
 
 
-def _pooled(histogram: Axes, cdf: Axes, served: pd.DataFrame, bins: np.ndarray) -> None:
+def _pooled(histogram: Axes, cdf: Axes, served: pd.DataFrame, bins: np.ndarray, wait_label: str) -> None:
     latency = (served["finish"] - served["arrival"]).to_numpy(dtype=float)
     wait = (served["start"] - served["arrival"]).to_numpy(dtype=float)
     present = [name for name in SERVED if (served["outcome"] == name).any()]
@@ -102,7 +102,7 @@ def _pooled(histogram: Axes, cdf: Axes, served: pd.DataFrame, bins: np.ndarray) 
         value = float(np.percentile(latency, percentile))
         histogram.axvline(value, color="black", linestyle=style, linewidth=1,
                           label=f"p{percentile:g} = {format_duration(value)}")
-    for values, label, style in ((latency, "latency", "-"), (wait, "wait in queue", "--")):
+    for values, label, style in ((latency, "latency", "-"), (wait, wait_label, "--")):
         ordered = np.sort(values)
         cdf.plot(ordered, np.arange(1, len(ordered) + 1) / len(ordered), linestyle=style, label=label)
 

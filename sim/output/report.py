@@ -195,8 +195,10 @@ def run_figures(result: Result) -> dict[str, Figure]:
     title = f"{scenario.name} (replication 0)"
     first = result.runs[0]
     scaling = any(stage.consumers.scaling is not None for stage in scenario.stage_list)
+    stages = scenario.stage_list
+    wait = f"wait at the first stage ({stages[0].name})" if len(stages) > 1 else "wait in queue"
     return {
-        "latency": plots.latency_figure(first.requests, title),
+        "latency": plots.latency_figure(first.requests, title, wait_label=wait),
         "timeseries": plots.timeseries_figure(first.timeseries, scenario.concurrency, title, scaling=scaling),
         "outcomes": plots.outcomes_figure(result.summary, title),
     }
