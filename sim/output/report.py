@@ -27,7 +27,8 @@ import yaml
 from sim.experiments.replication import Run
 from sim.experiments.runner import Result, SweepResult
 from sim.output import webpage as html
-from sim.output.tables import comparison_text, plan_text, sweep_table
+from sim.output.formats import axis_label, describe_value, field_kind, format_value, metric_label
+from sim.output.tables import comparison_text, plan_text, probes_text, sweep_table
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -39,6 +40,8 @@ FIGURES = ("latency", "timeseries", "outcomes")
 VERSIONED = ("qsim", "simpy", "numpy", "pandas", "matplotlib", "pydantic", "scipy", "pyyaml", "dask", "distributed")
 MAX_OVERLAID = 12
 """A sweep with more points than this gets no overlaid latency distributions (unreadable)."""
+MAX_PANELS = 4
+"""Latency distributions are split into one row per combination of the other axes up to this many."""
 SINGLE_COLUMNS = ["replication", "producer", "offered", "completed", "late", "expired", "rejected", "dropped",
                   "in_system", "timeout_rate", "throughput", "goodput", "latency_p50", "latency_p99", "utilization"]
 
@@ -77,12 +80,14 @@ def manifest(result: Result, seed: int, wall_time: float, executor: str = "in-pr
     return _common(wall_time, **found)
 
 
-def _markdown_table(frame: pd.DataFrame) -> str:
+def _markdown_table(frame: pd.DataFrame, formatted: bool = False) -> str:
+    """A DataFrame as a markdown table; numbers in their columns' units when ``formatted``."""
     header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
     rule = "|" + "---|" * len(frame.columns)
     lines = [header, rule]
     for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in row) + " |")
+        cells = [format_value(str(c), v) if formatted else str(v) for c, v in zip(frame.columns, row, strict=True)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -206,10 +211,10 @@ def write_results(result: Result, out: Path, *, seed: int, wall_time: float, fig
         scenario = result.scenario
         columns = [c for c in SINGLE_COLUMNS if c in result.summary.columns]
         shown = result.summary[columns]
-        sections = [("Summary", _markdown_table(shown), html.table(shown))]
+        sections = [("Summary", _markdown_table(shown, formatted=True), html.table(shown))]
         if result.replications > 1:
             estimated = result.estimates[["stat", *(c for c in columns if c in result.estimates.columns)]]
-            sections.append(("Estimates (95 % CI)", _markdown_table(estimated), html.table(estimated)))
+            sections.append(("Estimates (95 % CI)", _markdown_table(estimated, formatted=True), html.table(estimated)))
         sections.append(_scenario_section(scenario.raw))
         meta = f"seed {seed}, {result.replications} replication(s), {executor}"
         reports = _reports(folder, scenario.name, scenario.description, sections, saved, meta)
@@ -225,9 +230,12 @@ def run_figures(result: Result) -> dict[str, Figure]:
     scenario = result.scenario
     title = f"{scenario.name} (replication 0)"
     first = result.runs[0]
+    scaling = any(stage.consumers.scaling is not None for stage in scenario.stage_list)
+    stages = scenario.stage_list
+    wait = f"wait at the first stage ({stages[0].name})" if len(stages) > 1 else "wait in queue"
     return {
-        "latency": plots.latency_figure(first.requests, title),
-        "timeseries": plots.timeseries_figure(first.timeseries, scenario.concurrency, title),
+        "latency": plots.latency_figure(first.requests, title, wait_label=wait),
+        "timeseries": plots.timeseries_figure(first.timeseries, scenario.concurrency, title, scaling=scaling),
         "outcomes": plots.outcomes_figure(result.summary, title),
     }
 
@@ -277,15 +285,32 @@ def _plain(value: Any) -> Any:
 
 
 def sweep_figures(result: SweepResult, x: str | None = None) -> dict[str, Figure]:
+    """Curves against ``x`` (the first axis by default) and, for up to 12 points, their latency distributions."""
     from sim.output import curves
 
-    axes = result.experiment.axes
-    name = result.experiment.name
-    drawn = {"curves": curves.curves_figure(result.estimates, axes, x or axes[0], name)}
+    experiment = result.experiment
+    axes = experiment.axes
+    x = x or axes[0]
+    first = result.points[0].scenario
+    kinds = {axis: field_kind(first, axis) for axis in axes}
+
+    def describe(axis: str, value: Any) -> str:
+        return describe_value(kinds.get(axis, "text"), value)
+
+    found = (curves.load_capacity(point.scenario, x) for point in result.points)
+    capacity = sorted({round(value, 9) for value in found if value is not None})
+    drawn = {"curves": curves.curves_figure(result.estimates, axes, x, experiment.name, x_label=axis_label(first, x),
+                                            capacity=capacity, describe=describe)}
     if len(result.points) <= MAX_OVERLAID:
-        labels = [p.label for p in result.points]
+        others = [axis for axis in axes if axis != x]
+        panels = [", ".join(f"{a}={describe(a, p.values.get(a))}" for a in others) for p in result.points]
+        split = bool(others) and len(set(panels)) <= MAX_PANELS
+        short = split or not others  # the x value alone says which point a curve is
+        labels = [describe(x, p.values.get(x)) if short else p.label for p in result.points]
         quantiles = [_mean_quantiles(result.outcomes[p.index]) for p in result.points]
-        drawn["latency-cdf"] = curves.distributions_figure(labels, quantiles, name)
+        drawn["latency-cdf"] = curves.distributions_figure(
+            labels, quantiles, experiment.name, panels=panels if split else None,
+            ordered=kinds.get(x) in ("rate", "duration", "integer", "number"), legend_title=x if short else None)
     return drawn
 
 
@@ -315,7 +340,7 @@ def write_comparison(comparison: Comparison, out: Path, *, wall_time: float, fig
             title = " vs ".join(arms.labels)
             saved = _save({"latency-cdf": curves.distributions_figure(arms.labels, quantiles, title),
                            "timeseries": curves.timeseries_overlay(arms.labels, series, title)}, folder)
-        table = comparison_text(comparison).reset_index()
+        table = comparison_text(comparison)
         sections = [("Comparison", _markdown_table(table), html.table(table, formatted=False))]
         sections += [_scenario_section(p.scenario.raw) for p in arms.points[:1]]
         pairing = "common random numbers" if comparison.paired else "different arrivals: unpaired (Welch) tests"
@@ -367,10 +392,13 @@ def write_plan(plan: Plan, out: Path, *, wall_time: float, figures: bool = True)
         if figures:
             from sim.output import curves
 
-            saved = _save({"plan": curves.plan_figure(plan, experiment.name)}, folder)
+            figure = curves.plan_figure(plan, experiment.name, x_label=axis_label(experiment.base, spec.path),
+                                        metric_label=metric_label)
+            saved = _save({"plan": figure}, folder)
         answer = plan_text(plan)
+        shown = probes_text(plan)
         sections = [("Answer", f"```\n{answer}\n```", html.preformatted(answer)),
-                    ("Probes", _markdown_table(probes), html.table(probes, formatted=False)),
+                    ("Probes", _markdown_table(shown), html.table(shown, formatted=False)),
                     _scenario_section(experiment.raw)]
         reports = _reports(folder, f"Plan: {experiment.name}", experiment.base.description, sections, saved,
                            f"seed {plan.seed}, {plan.executor}")
