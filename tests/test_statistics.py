@@ -23,6 +23,7 @@ from sim.analysis.estimates import (
     t_interval,
     with_intervals,
 )
+from tests.agreement import REPLICATIONS, assert_agrees
 
 # --- intervals ---------------------------------------------------------------------------------
 
@@ -135,16 +136,23 @@ def test_mser_deletes_little_from_a_stationary_series() -> None:
     assert mser_truncation(np.ones(7)) == 0  # fewer than two batches: nothing to judge
 
 
+@pytest.mark.slow
 def test_warmup_auto_removes_a_backlog_and_agrees_with_erlang_c() -> None:
     """An M/M/10 at rho = 0.8 that starts with a backlog of 1,000 requests.
 
     The backlog drains at c mu - lambda = 2 per second, so the first ~500 s are far from
     steady state; with warmup 0 their waits of up to minutes pull the mean wait far above
     Erlang C's 0.205 s. MSER-5 on the in-system series must cut about the drain (or more) and the
-    mean wait after it must agree with theory (99.9 % t-interval of 8 replications).
+    mean wait after it must agree with theory (the rule of tests/agreement.py, 20 replications).
+
+    What it catches: a 15 % bias of the mean wait (standard error bound 2.2 % of Wq; measured
+    ~1.4 %; Wq of M/M/10 is too slow to average for 3 % here, see tests/test_theory.py). A
+    truncation d seconds short of the drain's end leaves ~0.8 d^2 seconds of extra waiting
+    among ~44,000 measured requests, a bias of ~d^2 / 11,000 of Wq: 15 % is a cut ~41 s
+    (8 %) short of the ~500 s drain.
     """
     data = {
-        "name": "backlog", "seed": 12, "replications": 8, "warmup": "auto",
+        "name": "backlog", "seed": 12, "replications": REPLICATIONS, "warmup": "auto",
         "producers": [
             {"name": "backlog", "arrivals": {"process": "burst", "count": 1000}},
             {"name": "steady", "arrivals": {"process": "poisson", "rate": 8, "stop": 6000}},
@@ -157,11 +165,8 @@ def test_warmup_auto_removes_a_backlog_and_agrees_with_erlang_c() -> None:
     runs = runs[runs["producer"] == "all"]
     assert runs["warmup"].between(400, 3000).all(), runs["warmup"].tolist()
     assert result.warmups == runs["warmup"].tolist()
-    waits = runs["wait_mean"].to_numpy(dtype=float)
-    half = stats.t.ppf(0.9995, len(waits) - 1) * waits.std(ddof=1) / np.sqrt(len(waits))
     expected = theory.mmc(8.0, 1.0, 10).wait
-    assert abs(waits.mean() - expected) <= half
-    assert half < 0.25 * expected  # and the interval is narrow enough to mean something
+    assert_agrees(runs["wait_mean"].to_numpy(dtype=float), expected, catches=0.15)
     fixed = sim.run(sim.scenario_from_dict({**data, "warmup": 0, "replications": 2}))
     assert fixed.summary["wait_mean"].iloc[0] > 5 * expected  # without deletion the backlog dominates
 
