@@ -34,6 +34,7 @@ def test_the_readme_shows_commands() -> None:
     assert len(readme_commands()) >= 6
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", readme_commands())
 def test_readme_command_runs(command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
