@@ -2,8 +2,8 @@
 
 ``qsim`` runs the command in-process, as a user would type it, and hands back what the user
 would see. Tests marked ``slow`` (the statistical agreement with theory, the notebooks, full
-runs of bundled scenarios) are skipped by the fast loop ``pytest -m "not slow"``; ``make test``
-runs everything.
+runs of bundled scenarios and plans, a local Dask cluster) are skipped by the fast loop
+``pytest -m "not slow"`` (under a minute on two cores); ``make test`` runs everything.
 """
 
 from __future__ import annotations

@@ -62,6 +62,7 @@ def test_bad_targets_say_how_to_write_one(text: str, message: str) -> None:
 # --- the search -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_smallest_concurrency_matches_erlang_c() -> None:
     """M/M/c with lambda = 9/s, mu = 1/s and the target ``wait_mean <= 150 ms``.
 
