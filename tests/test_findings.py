@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 
 import sim
 from tests.helpers import ROOT
+
+pytestmark = pytest.mark.slow  # each test runs bundled scenarios as shipped
 
 
 def run(name: str, **overrides: Any) -> sim.Result:
@@ -121,6 +122,7 @@ def test_retry_storm_is_metastable_without_a_budget(budget: dict[str, int] | Non
     if budget is None:
         assert long_after < 0.1 * before  # 40 s after the trigger ended, still collapsed
         assert row(result)["retries"] > row(result)["offered"]
+        assert row(result)["goodput"] < 0.2 * 800  # ~75/s over the run: most requests answered too late
     else:
         assert long_after > 0.9 * before  # recovered
-    assert np.isfinite(row(result)["goodput"])
+        assert row(result)["goodput"] > 0.7 * 800  # ~650/s: only the trigger's 10 s are lost

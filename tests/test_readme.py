@@ -103,6 +103,7 @@ def _run(line: str, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert main(expanded) == 0, line
 
 
+@pytest.mark.slow
 def test_readme_commands_run_and_leave_the_repository_unchanged(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Every README command, in order, in a copy of the repository: all succeed, and afterwards git
@@ -135,6 +136,7 @@ def test_readme_links_and_images_point_to_tracked_files() -> None:
     assert missing == []
 
 
+@pytest.mark.slow
 def test_flagship_numbers_in_the_readme_are_what_a_fresh_run_gives() -> None:
     fresh = headline_block(sim.run(sim.load_scenario(ROOT / "scenarios/burst-2k-vs-20k.yaml")).summary.iloc[0])
     shown = README[README.index("```\noffered") + 4:]
