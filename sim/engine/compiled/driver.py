@@ -135,7 +135,7 @@ def _arrays(scenario: Scenario) -> at.Arrays:
     events = producers + concurrency
     return at.Arrays(
         ip=ip, fp=fp, istate=istate, fstate=fstate,
-        heap=np.zeros(events, dtype=np.int64), event_time=np.zeros(events), event_id=np.zeros(events, dtype=np.int64),
+        heap=np.zeros(events, dtype=np.int64), heap_time=np.zeros(events), heap_id=np.zeros(events, dtype=np.int64),
         jf=np.zeros((5, RING)), ji=np.zeros((3, RING), dtype=np.int8),
         q=np.zeros((levels, width), dtype=np.int64), q_head=np.zeros(levels, dtype=np.int64),
         q_size=np.zeros(levels, dtype=np.int64),
@@ -220,7 +220,7 @@ def _make_room(arrays: at.Arrays, rows: _Rows) -> at.Arrays:
 def _widen_or_grow(arrays: at.Arrays) -> at.Arrays:
     """Make the time series hold the next event: a wider bucket past MAX_BUCKETS, else more buckets."""
     tally = arrays.tally
-    now = float(arrays.event_time[arrays.heap[0]])
+    now = float(arrays.heap_time[0])
     width = float(tally.scalars[TALLY_WIDTH])
     step = int(tally.flags[FACTOR_STEP])
     while now > MAX_BUCKETS * width * (1 + 1e-9):
