@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 from sim.cli import main
-from sim.model import delivery_specs, policy_specs, schema, specs
+from sim.model import autoscale_specs, delivery_specs, policy_specs, schema, specs
 from tests.helpers import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -59,7 +59,7 @@ def test_flagship_numbers_in_the_readme_are_the_committed_results() -> None:
 
 def schema_models() -> list[type[BaseModel]]:
     found: dict[str, type[BaseModel]] = {}
-    for module in (schema, specs, policy_specs, delivery_specs):
+    for module in (schema, specs, policy_specs, delivery_specs, autoscale_specs):
         for value in vars(module).values():
             if isinstance(value, type) and issubclass(value, specs.Strict) and value is not specs.Strict:
                 found[value.__name__] = value

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from numpy.typing import NDArray
 
 from sim.engine.records import OUTCOMES
 from sim.model.units import format_duration
@@ -82,7 +84,9 @@ def timeseries_figure(series: pd.DataFrame, concurrency: int, title: str) -> Fig
     busy.plot(time, series["busy"], drawstyle="steps-mid", color="#2a9d8f", label="busy (mean in bucket)")
     for stage in stages:
         busy.plot(time, series[f"{stage}.busy"], drawstyle="steps-mid", linewidth=1, label=f"busy at {stage}")
-    if "provisioned" in series and (series["provisioned"] < concurrency - 1e-9).any():
+    if "desired" in series:
+        _autoscaled_consumers(busy, time, series)
+    elif "provisioned" in series and (series["provisioned"] < concurrency - 1e-9).any():
         busy.plot(time, series["provisioned"], drawstyle="steps-mid", color="#e76f51", linewidth=1,
                   label="environments provisioned")
     busy.axhline(concurrency, color="black", linestyle="--", linewidth=1, label=f"concurrency = {concurrency}")
@@ -93,6 +97,13 @@ def timeseries_figure(series: pd.DataFrame, concurrency: int, title: str) -> Fig
         axes.grid(alpha=0.3)
     figure.suptitle(title)
     return figure
+
+
+def _autoscaled_consumers(axes: Axes, time: NDArray[np.float64], series: pd.DataFrame) -> None:
+    """Autoscaling (``consumers.autoscale``): the consumers the autoscaler wants and those ready to serve."""
+    axes.plot(time, series["desired"], drawstyle="steps-mid", color="#e76f51", linestyle="--", linewidth=1,
+              label="desired (autoscaler)")
+    axes.plot(time, series["ready"], drawstyle="steps-mid", color="#e76f51", linewidth=1.2, label="ready")
 
 
 def outcomes_figure(summary: pd.DataFrame, title: str) -> Figure:
