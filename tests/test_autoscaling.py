@@ -182,6 +182,20 @@ def test_consumer_seconds_are_priced_from_the_start_of_provisioning() -> None:
     assert np.isnan(sim.run(make_scenario()).summary.iloc[0]["cost_usd"])
 
 
+@pytest.mark.parametrize("engine", ["simpy", "compiled"])
+def test_a_priced_pool_is_split_between_producers_by_their_busy_time(engine: str) -> None:
+    producers = [{"name": "short", "arrivals": {"process": "poisson", "rate": "5/s"}},
+                 {"name": "long", "arrivals": {"process": "poisson", "rate": "15/s"}, "service": TWENTY_SECONDS}]
+    scenario = make_scenario(until="10min", engine=engine, producers=producers,
+                             consumers={"concurrency": 40, "hourly_price": 1.0})
+    rows = sim.run(scenario).summary.set_index("producer")
+    assert rows.loc["all", "cost_usd"] == pytest.approx(40 * 600 / 3600)  # 40 consumers for 10 minutes
+    assert rows.loc["short", "cost_usd"] + rows.loc["long", "cost_usd"] == pytest.approx(rows.loc["all", "cost_usd"])
+    share = rows.loc["short", "utilization"] / rows.loc["all", "utilization"]
+    assert rows.loc["short", "cost_usd"] == pytest.approx(share * rows.loc["all", "cost_usd"])
+    assert rows["mean_consumers"].tolist() == [40.0, 40.0, 40.0]
+
+
 # --- steady states --------------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from sim.analysis.metrics import WAIT_PERCENTILES, latency_percentiles, summary_columns
-from sim.analysis.pools import mean_consumers, pool_cost
+from sim.analysis.pools import mean_consumers, pool_cost, scaling_columns
 from sim.engine.records import OUTCOMES, RunRecords
 from sim.engine.tally import (
     ARRIVALS,
@@ -165,5 +165,7 @@ def streamed_timeseries(records: RunRecords) -> pd.DataFrame:
     })  # fmt: skip
     if records.environments:
         frame["provisioned"] = float(records.concurrency)
+    for column, values in scaling_columns(records, edges, end).items():  # autoscaled pools, if any
+        frame[column] = values
     frame.attrs["bucket"] = width
     return frame
