@@ -5,7 +5,7 @@ The Python API in three calls::
     import sim
     scenario = sim.load_scenario("scenarios/burst-2k-vs-20k.yaml")
     result = sim.run(scenario)
-    result.summary, result.requests, result.timeseries   # pandas DataFrames
+    result.summary, result.estimates, result.requests, result.timeseries   # pandas DataFrames
 
 and for sweeps, ``sim.sweep(sim.load_experiment("scenarios/load-curve-fifo-vs-lifo.yaml"))``.
 

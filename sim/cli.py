@@ -2,16 +2,18 @@
 
 Bad input ends with one line on stderr (``qsim: error: <file>: <field>: ...``) and exit
 code 2, never a traceback; nothing is written before the scenario (every sweep point, every
-compared file, the plan) has been validated. Ctrl-C ends with exit code 130 and keeps every
-finished run in ``<out>/cache/``: the same command resumes.
+compared file, the plan) has been validated. Ctrl-C (exit code 130) and SIGTERM (143) stop
+the workers and keep every finished run in ``<out>/cache/``: the same command resumes. A plan
+with no value meeting its targets exits with 3.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,18 +21,23 @@ from typing import Any, NoReturn
 
 from sim.about import __version__
 from sim.experiments.cache import ResultCache
-from sim.experiments.executors import Executor, ExecutorError, InProcess, Task, make_executor
+from sim.experiments.executors import Executor, ExecutorError, InProcess, make_executor
 from sim.experiments.runner import Result, Runner, SweepResult, run_experiment
 from sim.experiments.sweep import experiment_from_dict, load_experiment, starting_replications
+from sim.experiments.targets import metric_columns
 from sim.model.engines import ENGINES
 from sim.model.scenario import ScenarioError, parse_override, read_scenario_data, split_experiment
-from sim.model.units import format_duration
-from sim.output.tables import format_comparison, format_summary, format_sweep, plan_text
+from sim.output.progress import ProgressBar as _ProgressBar
+from sim.output.progress import note as _note
+from sim.output.tables import format_comparison, format_summary, format_sweep, parse_metrics, plan_text
 
 __all__ = ["EXIT_BAD_INPUT", "format_summary", "main"]
 
 EXIT_BAD_INPUT = 2
+EXIT_NO_ANSWER = 3
+"""``qsim plan`` found no value in the range that meets the targets."""
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 class _UsageError(Exception):
@@ -38,7 +45,19 @@ class _UsageError(Exception):
 
 
 class _Interrupted(Exception):
-    """Ctrl-C during a run; the message says what was kept."""
+    """Ctrl-C or SIGTERM during a run; the message says what was kept."""
+
+    def __init__(self, message: str, code: int = EXIT_INTERRUPTED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is so that it unwinds exactly like Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,6 +86,10 @@ def _shared() -> tuple[_Parser, _Parser]:
     return scenario, execution
 
 
+METRICS_HELP = ("the summary columns the terminal table shows, in this order, e.g. latency_p99,timeout_rate,goodput "
+                "(default: the main ones, without those that are zero everywhere)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="qsim", description="Discrete-event simulation of queues in front of bounded compute.")
     parser.add_argument("--version", action="version", version=f"qsim {__version__}")
@@ -78,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     running.add_argument("--sweep", action="append", default=[], metavar="KEY.PATH=V1,V2,...",
                          help="sweep a field over values (repeatable: a grid), e.g. consumers.concurrency=10,20,40")
     running.add_argument("--x", metavar="KEY.PATH", help="the swept field on the curves' x axis (default: the first)")
+    running.add_argument("--no-requests", action="store_true",
+                         help="skip requests.parquet and jobs.parquet (one row per request: large for big runs)")
+    running.add_argument("--metrics", metavar="M1,M2,...", help=METRICS_HELP)
     checking = commands.add_parser("check", help="validate scenario files (and their sweeps) without running them")
     checking.add_argument("scenarios", type=Path, nargs="+")
     comparing = commands.add_parser("compare", parents=[scenario, execution],
@@ -85,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     comparing.add_argument("scenarios", type=Path, nargs="+")
     comparing.add_argument("--vary", metavar="KEY.PATH=V1,V2,...",
                            help="compare values of one field of one scenario, e.g. queue.discipline=fifo,lifo")
+    comparing.add_argument("--metrics", metavar="M1,M2,...", help=METRICS_HELP)
     planning = commands.add_parser("plan", parents=[scenario, execution],
                                    help="find the smallest capacity (or largest load) that meets targets")
     planning.add_argument("scenario", type=Path)
@@ -99,51 +126,6 @@ def _parser() -> argparse.ArgumentParser:
     planning.add_argument("--max-replications", type=int, help="cap when refining a probe near the boundary")
     planning.add_argument("--tolerance", type=float, help="stop bisecting a real-valued field at this width")
     return parser
-
-
-class _ProgressBar:
-    """Runs done, rate and ETA on stderr; it appears only if the work lasts more than ``delay`` seconds.
-
-    During an in-process run the bar also moves with simulated time, so a single long run shows
-    progress too.
-    """
-
-    def __init__(self, delay: float, what: str = "") -> None:
-        from tqdm import tqdm
-
-        self._bar = tqdm(total=1, delay=delay, leave=False, file=sys.stderr, unit="run",
-                         bar_format="{percentage:3.0f}%|{bar}| {desc} [{elapsed}<{remaining}, {rate_fmt}]")
-        self.what = what
-        self.runner: Runner | None = None
-        self.done = 0
-        self.known = 1
-        self._horizons: dict[int, float] = {}
-
-    def __call__(self, done: int, known: int) -> None:
-        self.done, self.known = done, max(1, known)
-        self._show(float(done), "")
-
-    def _show(self, position: float, extra: str) -> None:
-        self._bar.total = self.known
-        points = ""
-        if self.runner is not None and self.what:
-            done, asked = self.runner.points
-            points = f", {done}/{asked} {self.what}"
-        self._bar.set_description_str(f"{self.done}/{self.known} runs{points}{extra}", refresh=False)
-        self._bar.update(min(position, float(self.known)) - self._bar.n)  # draws only after the delay
-
-    def within(self, task: Task, now: float) -> None:
-        """Progress inside an in-process run, from its simulated time."""
-        horizon = self._horizons.get(id(task.scenario))
-        if horizon is None:
-            scenario = task.scenario
-            horizon = scenario.until or max(p.arrivals.build().horizon for p in scenario.producers)
-            self._horizons[id(task.scenario)] = horizon
-        fraction = min(1.0, now / horizon) if math.isfinite(horizon) and horizon > 0 else 0.5
-        self._show(self.done + fraction, f", sim time {format_duration(now)}")
-
-    def close(self) -> None:
-        self._bar.close()
 
 
 def _overrides(args: argparse.Namespace, replications: bool = True) -> dict[str, Any]:
@@ -177,14 +159,16 @@ def _executor(args: argparse.Namespace, runs: int, many: bool, bar: _ProgressBar
     executor = make_executor(workers, args.dask, runs)
     if isinstance(executor, InProcess) and bar is not None:
         executor.within = bar.within
+        if runs == 1:
+            executor.phase = bar.phase  # one long run: its summary is a step of its own
     return executor
 
 
 def _execute(args: argparse.Namespace, out: Path, runs: int, many: bool, seed: int, cached: bool,
-             work: Callable[[Runner], Any], what: str = "") -> Any:
-    """Set up the bar, executor, cache and runner, do ``work``, and turn Ctrl-C into a clear message."""
-    bar = None if args.json else _ProgressBar(delay=1.0 if many else 2.0, what=what)
-    cache = ResultCache(out / "cache" if cached else None, fresh=args.fresh)
+             work: Callable[[Runner], Any], what: str = "", bar: _ProgressBar | None = None) -> Any:
+    """Set up the bar, executor, cache and runner, do ``work``, and turn Ctrl-C or SIGTERM into a clear message."""
+    bar = bar or (None if args.json else _ProgressBar(delay=1.0 if many else 2.0, what=what))
+    cache = ResultCache(out / "cache" if cached else None, fresh=args.fresh, note=_note)
     runner = None
     try:
         with _executor(args, runs, many, bar) as executor:
@@ -192,12 +176,14 @@ def _execute(args: argparse.Namespace, out: Path, runs: int, many: bool, seed: i
             if bar is not None:
                 bar.runner = runner
             return work(runner)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         finished = 0 if runner is None else runner.computed + runner.cached
         kept = f"; {finished} finished runs are kept in {out / 'cache'}: run the same command to resume"
         if not cached:
             kept = ""
-        raise _Interrupted(f"interrupted{kept}") from None
+        terminated = isinstance(stop, _Terminated)
+        raise _Interrupted(f"{'terminated' if terminated else 'interrupted'}{kept}",
+                           EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
     finally:
         if bar is not None:
             bar.close()
@@ -216,6 +202,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.x is not None and args.x not in experiment.axes:
         axes = ", ".join(experiment.axes) or "none: this scenario has no sweep"
         raise ScenarioError(f"--x {args.x}: not a swept field; give one of: {axes}")
+    metrics = parse_metrics(args.metrics, metric_columns(experiment.base))
     out = _out(args, experiment.name)
     replications = starting_replications(experiment)
     runs = len(experiment.points) * replications
@@ -223,24 +210,28 @@ def _run(args: argparse.Namespace) -> int:
     cached = many or experiment.precision is not None or runs > 1
     began = time.perf_counter()
     what = "points" if many else ""
+    bar = None if args.json else _ProgressBar(delay=1.0 if many else 2.0, what=what)
     result = _execute(args, out, runs, many, experiment.base.seed, cached,
-                      lambda runner: (run_experiment(experiment, runner, replications), runner), what)
+                      lambda runner: (run_experiment(experiment, runner, replications), runner), what, bar)
     result, runner = result
     wall_time = time.perf_counter() - began
     from sim.output import report
 
+    phase = None if bar is None else bar.phase
+    figures, requests = not args.no_figures, not args.no_requests
     if isinstance(result, SweepResult):
-        _written(out, lambda: report.write_sweep(result, out, wall_time=wall_time, figures=not args.no_figures,
-                                                 x=args.x))
-        text = format_sweep(result)
+        _written(out, lambda: report.write_sweep(result, out, wall_time=wall_time, x=args.x, figures=figures,
+                                                 requests=requests, phase=phase))
+        text = format_sweep(result, metrics)
     else:
         assert isinstance(result, Result)
         _written(out, lambda: report.write_results(result, out, seed=experiment.base.seed, wall_time=wall_time,
-                                                   figures=not args.no_figures,
-                                                   executor=runner.executor.description))
-        text = format_summary(result)
+                                                   executor=runner.executor.description, figures=figures,
+                                                   requests=requests, phase=phase))
+        text = format_summary(result, metrics)
     if args.json:
-        print(result.summary.to_json(orient="records", indent=2))
+        print(json.dumps({"summary": json.loads(result.summary.to_json(orient="records")),
+                          "estimates": json.loads(result.estimates.to_json(orient="records"))}, indent=2))
     else:
         print(text)
         if runner.cached:
@@ -285,6 +276,7 @@ def _compare(args: argparse.Namespace) -> int:
             raise ScenarioError("compare: give two or more scenario files, or one with --vary key=v1,v2")
         arms = compare.arms_from_files(args.scenarios, overrides)
     first = arms.points[0].scenario
+    metrics = parse_metrics(args.metrics, metric_columns(first))
     replications = args.replications or (first.replications if first.replications >= 2
                                          else compare.DEFAULT_REPLICATIONS)
     out = _out(args, arms.name)
@@ -296,7 +288,7 @@ def _compare(args: argparse.Namespace) -> int:
     if args.json:
         print(comparison.table.to_json(orient="records", indent=2))
     else:
-        print(format_comparison(comparison))
+        print(format_comparison(comparison, metrics))
         print(f"\nresults written to {out}/")
     return 0
 
@@ -346,11 +338,12 @@ def _plan(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"path": plan.path, "answer": None if plan.answer is None else plan.answer.value,
                           "other_side": None if plan.other_side is None else plan.other_side.value,
+                          "unresolved": plan.unresolved,
                           "probes": report.probes_frame(plan).to_dict("records")}, indent=2, default=str))
     else:
         print(plan_text(plan))
         print(f"\nresults written to {out}/")
-    return 0
+    return EXIT_NO_ANSWER if plan.answer is None else 0
 
 
 def _yaml(text: str | None) -> Any:
@@ -363,17 +356,31 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"run": _run, "check"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line ``argv`` and return the exit code (2 for bad input, 130 when interrupted)."""
+    """Run the command line ``argv`` and return the exit code (2 for bad input, 3 for a plan with no
+    answer, 130 when interrupted, 143 when terminated)."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+    try:
+        return _main(argv)
+    finally:
+        if in_main_thread and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = _parser().parse_args(argv)
         return COMMANDS[args.command](args)
     except (ScenarioError, ExecutorError, _UsageError) as error:
         print(f"qsim: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (KeyboardInterrupt, _Interrupted) as error:
-        message = str(error) if isinstance(error, _Interrupted) else "interrupted"
-        print(f"qsim: {message}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except _Interrupted as error:
+        print(f"qsim: {error}", file=sys.stderr)
+        return error.code
+    except KeyboardInterrupt as error:
+        terminated = isinstance(error, _Terminated)
+        print(f"qsim: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except OSError as error:  # e.g. a results or cache folder that cannot be created
         where = f"{error.filename}: " if error.filename else ""
         reason = error.strerror or type(error).__name__

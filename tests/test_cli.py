@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import subprocess
 import sys
@@ -33,7 +32,7 @@ report:
   bucket: 500ms
 """
 
-OUTPUTS = ["summary.csv", "timeseries.csv", "requests.csv.gz", "manifest.json", "report.md"]
+OUTPUTS = ["summary.csv", "estimates.csv", "timeseries.csv", "requests.parquet", "manifest.json", "report.md"]
 FIGURES = ["latency.png", "timeseries.png", "outcomes.png"]
 SUMMARY_COLUMNS = [
     "scenario", "replication", "offered", "completed", "late", "expired", "rejected", "dropped", "in_system",
@@ -89,11 +88,12 @@ def test_run_writes_the_results_folder(scenario: Path, tmp_path: Path, capsys: p
     outcomes = ["completed", "late", "expired", "rejected", "dropped", "in_system"]
     assert sum(row[c] for c in outcomes) == 300
 
-    with gzip.open(out / "requests.csv.gz", "rt") as stream:
-        requests = pd.read_csv(stream)
+    requests = pd.read_parquet(out / "requests.parquet")
     assert len(requests) == 300
+    assert isinstance(requests["outcome"].dtype, pd.CategoricalDtype)  # Parquet keeps the types
     assert {"producer", "arrival", "start", "finish", "outcome"} <= set(requests.columns)
-    assert requests["outcome"].value_counts().to_dict() == {c: int(row[c]) for c in outcomes if row[c]}
+    counts = requests["outcome"].value_counts()
+    assert counts[counts > 0].to_dict() == {c: int(row[c]) for c in outcomes if row[c]}
 
     timeseries = pd.read_csv(out / "timeseries.csv")
     assert len(timeseries) > 1
@@ -117,9 +117,11 @@ def test_run_writes_the_results_folder(scenario: Path, tmp_path: Path, capsys: p
 def test_run_json_prints_the_summary_rows(scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, stdout, _ = qsim(capsys, "run", scenario, "--out", tmp_path / "out", "--json", "--no-figures")
     assert code == 0
-    rows = json.loads(stdout)  # nothing but JSON on stdout
+    printed = json.loads(stdout)  # nothing but JSON on stdout
+    rows = printed["summary"]
     assert isinstance(rows, list)
     assert len(rows) == 1
+    assert [row["stat"] for row in printed["estimates"]] == ["mean", "ci_low", "ci_high"]
     assert rows[0]["scenario"] == "small"
     assert rows[0]["offered"] == 300
     assert set(SUMMARY_COLUMNS) <= set(rows[0])
@@ -144,10 +146,11 @@ def test_seed_and_replications_override_the_scenario(
     out = tmp_path / "out"
     code, stdout, _ = qsim(capsys, "run", scenario, "--out", out, "--no-figures", "--seed", "5", "--replications", "3")
     assert code == 0
-    summary = pd.read_csv(out / "summary.csv", dtype={"replication": str})
-    assert summary["replication"].tolist() == ["0", "1", "2", "mean", "ci_low", "ci_high"]
-    per_run = summary.iloc[:3]
-    mean, low, high = (summary.set_index("replication").loc[label] for label in ("mean", "ci_low", "ci_high"))
+    per_run = pd.read_csv(out / "summary.csv")
+    assert per_run["replication"].tolist() == [0, 1, 2]
+    estimates = pd.read_csv(out / "estimates.csv")
+    assert estimates["stat"].tolist() == ["mean", "ci_low", "ci_high"]
+    mean, low, high = (estimates.set_index("stat").loc[label] for label in ("mean", "ci_low", "ci_high"))
     assert mean["latency_mean"] == pytest.approx(per_run["latency_mean"].mean())
     assert low["latency_mean"] < mean["latency_mean"] < high["latency_mean"]
     assert per_run["latency_mean"].nunique() == 3  # independent streams, not one run three times
@@ -194,8 +197,10 @@ def test_the_same_seed_gives_the_same_numbers(
         assert qsim(capsys, "run", scenario, "--out", tmp_path / out, "--no-figures", "--replications", "2")[0] == 0
     first, second = (pd.read_csv(tmp_path / out / "summary.csv") for out in ("first", "second"))
     pd.testing.assert_frame_equal(first.drop(columns="wall_time"), second.drop(columns="wall_time"))
-    for name in ("timeseries.csv", "requests.csv.gz"):
-        assert pd.read_csv(tmp_path / "first" / name).equals(pd.read_csv(tmp_path / "second" / name)), name
+    series = [pd.read_csv(tmp_path / out / "timeseries.csv") for out in ("first", "second")]
+    pd.testing.assert_frame_equal(*series)
+    requests = [pd.read_parquet(tmp_path / out / "requests.parquet") for out in ("first", "second")]
+    pd.testing.assert_frame_equal(*requests)
 
 
 # --- bad input ------------------------------------------------------------------------------

@@ -138,3 +138,40 @@ def test_significance_marks_follow_scipy(burst: Path) -> None:
     row = comparison.table.set_index("metric").loc["latency_p50"]
     a, b = ([o.summary["latency_p50"].iloc[0] for o in comparison.outcomes[i]] for i in (0, 1))
     assert row["queue.discipline=lifo p"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+
+
+def test_arms_with_different_arrivals_are_not_paired(burst: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Two files whose burst differs in size: replication r of one arm is no pair for replication r of
+    the other, so the table must not claim common random numbers and tests with Welch's t-test."""
+    other = tmp_path / "bigger.yaml"
+    other.write_text(BURST.replace("count: 600", "count: 700").replace("name: small-burst", "name: bigger"))
+    arms = arms_from_files([burst, other], {})
+    assert not arms.common_arrivals
+    comparison = compare(arms, Runner(InProcess(), 9), 6)
+    assert not comparison.paired
+    table = comparison.table.set_index("metric")
+    a, b = (np.array([o.summary["latency_mean"].iloc[0] for o in comparison.outcomes[i]]) for i in (0, 1))
+    assert table.loc["latency_mean", "bigger p"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert table.loc["latency_mean", "bigger p"] != pytest.approx(stats.ttest_rel(a, b).pvalue)
+    code, stdout, err = qsim(capsys, "compare", burst, other, "--replications", "6", "--out", tmp_path / "o",
+                             "--no-figures")
+    assert code == 0, err
+    flat = " ".join(stdout.split())  # the note is wrapped to the terminal's width
+    assert "common random numbers" not in flat.replace("no common random numbers", "")
+    assert "arrivals differ" in flat
+    assert "Welch" in flat
+    assert " paired t-test" not in flat
+    # The same file twice (or a --vary of the discipline) is paired as before.
+    assert arms_from_files([burst, burst], {}).common_arrivals
+    assert arms_from_vary(burst, "queue.discipline=fifo,lifo", {}).common_arrivals
+    assert not arms_from_vary(burst, "producers.0.arrivals.rate=40/s,50/s", {}).common_arrivals
+
+
+def test_comparison_intervals_stay_within_the_metrics_range(burst: Path) -> None:
+    comparison = compare(arms_from_vary(burst, "queue.discipline=fifo,lifo", {}), Runner(InProcess(), 9), 3)
+    table = comparison.table.set_index("metric")
+    for label in comparison.arms.labels:
+        assert (table[f"{label} ci_low"].dropna() >= 0).all()
+        shares = table.loc[["timeout_rate", "utilization", "starvation"], f"{label} ci_high"]
+        assert (shares <= 1).all()

@@ -170,12 +170,14 @@ def test_unreadable_entries_are_run_again(sweep_file: Path, tmp_path: Path) -> N
     experiment = load_experiment(sweep_file)
     folder = tmp_path / "cache"
     run_experiment(experiment, Runner(InProcess(), 21, ResultCache(folder)), 2)
-    entries = sorted(folder.glob("*.pkl"))
-    entries[0].write_bytes(b"not a pickle")
+    entries = sorted(folder.glob("*.npz"))
+    entries[0].write_bytes(b"not an archive")
     entries[1].write_bytes(pickle.dumps({"something": "else"}))
-    again = Runner(InProcess(), 21, ResultCache(folder))
+    notes: list[str] = []
+    again = Runner(InProcess(), 21, ResultCache(folder, note=notes.append))
     run_experiment(experiment, again, 2)
     assert (again.cached, again.computed) == (RUNS - 2, 2)
+    assert len(notes) == 1  # one note for both
 
 
 def test_ctrl_c_keeps_finished_runs_and_the_same_command_resumes(

@@ -128,8 +128,8 @@ def test_retry_storm_is_metastable_without_a_budget(budget: dict[str, int] | Non
 
 def test_autoscaled_pool_sits_between_a_fixed_pool_and_lambda_on_p99_and_on_cost() -> None:
     result = sim.sweep(sim.load_experiment(ROOT / "scenarios" / "autoscale-backlog.yaml"))
-    summary = result.summary
-    means = summary[(summary["replication"] == "mean") & (summary["producer"] == "all")].set_index("point")
+    estimates = result.estimates
+    means = estimates[(estimates["stat"] == "mean") & (estimates["producer"] == "all")].set_index("point")
     keda, fixed, lam = (means.loc[point] for point in (0, 1, 2))
     # p99: ~2.7 s (Lambda), ~45 s (the pool waits for capacity), ~110 s (25 consumers drain the burst).
     assert lam["latency_p99"] < 0.2 * keda["latency_p99"]

@@ -105,16 +105,20 @@ def test_timeseries_counts_add_up_to_the_summary() -> None:
     assert busy_seconds == pytest.approx(row["utilization"] * 20 * row["sim_time"])
 
 
-def test_replications_add_mean_and_confidence_interval_rows() -> None:
+def test_replications_give_integer_rows_and_separate_estimates() -> None:
     scenario = make_scenario(
         replications=5,
         producers=[{"arrivals": {"process": "poisson", "rate": 8, "count": 300}}],
         consumers={"concurrency": 1, "service": {"dist": "exponential", "mean": "0.1s"}},
     )
-    summary = sim.run(scenario).summary
-    assert summary["replication"].tolist() == [0, 1, 2, 3, 4, "mean", "ci_low", "ci_high"]
-    runs = summary.iloc[:5]
-    mean, low, high = (summary[summary["replication"] == k].iloc[0] for k in ("mean", "ci_low", "ci_high"))
+    result = sim.run(scenario)
+    runs = result.summary
+    assert runs["replication"].tolist() == [0, 1, 2, 3, 4]
+    assert runs["replication"].dtype == np.int64
+    assert runs["offered"].dtype == np.int64  # counts are integers
+    estimates = result.estimates
+    assert estimates["stat"].tolist() == ["mean", "ci_low", "ci_high"]
+    mean, low, high = (estimates[estimates["stat"] == k].iloc[0] for k in ("mean", "ci_low", "ci_high"))
     assert mean["wait_mean"] == pytest.approx(runs["wait_mean"].mean())
     assert low["wait_mean"] < mean["wait_mean"] < high["wait_mean"]
     # Student t with 4 degrees of freedom: half-width = 2.776 * s / sqrt(5).

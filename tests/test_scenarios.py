@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +23,18 @@ def test_scenarios_are_bundled() -> None:
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
-def test_every_bundled_scenario_runs_and_writes_its_results(path: Path, tmp_path: Path) -> None:
+def test_every_bundled_scenario_runs_and_writes_its_results(path: Path, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """With its figures: warnings are errors in this suite, and matplotlib's logged warnings fail too."""
     text = path.read_text()
     assert text.startswith("#"), "every scenario starts with a comment saying what question it answers"
     out = tmp_path / path.stem
-    assert main(["run", str(path), "--out", str(out), "--no-figures", "--json"]) == 0
-    for name in ("summary.csv", "timeseries.csv", "requests.csv.gz", "manifest.json", "report.md"):
+    with caplog.at_level(logging.WARNING):
+        assert main(["run", str(path), "--out", str(out), "--json"]) == 0
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("matplotlib")] == []
+    for name in ("summary.csv", "estimates.csv", "timeseries.csv", "requests.parquet", "manifest.json", "report.md"):
         assert (out / name).stat().st_size > 0
+    assert len(list((out / "figures").glob("*.png"))) >= 2
     scenario = sim.load_scenario(path)
     assert scenario.name == path.stem
 

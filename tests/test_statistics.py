@@ -12,16 +12,17 @@ from scipy import stats
 import sim
 from sim.analysis import theory
 from sim.analysis.estimates import (
+    clip_to_range,
+    estimates_table,
     key_columns,
+    metric_range,
     mser_truncation,
     one_sided_bounds,
     paired_p_value,
     precise_enough,
-    replication_rows,
     replications_needed,
     significance,
     t_interval,
-    with_intervals,
 )
 
 # --- intervals ---------------------------------------------------------------------------------
@@ -86,31 +87,57 @@ def test_key_columns_are_the_non_numeric_ones_plus_requested() -> None:
     assert key_columns(frame, ["offered"]) == ["scenario", "producer", "stage", "offered"]
 
 
-def test_with_intervals_groups_by_every_key_column_and_averages_every_number() -> None:
-    summary = with_intervals(_per_run())
-    assert list(summary.columns) == list(_per_run().columns)
-    means = summary[summary["replication"] == "mean"].set_index("stage")
+def test_estimates_group_by_every_key_column_and_average_every_number() -> None:
+    estimates = estimates_table(_per_run())
+    assert list(estimates.columns) == ["scenario", "producer", "stage", "stat", "runs", "offered", "cost_usd"]
+    assert estimates["stat"].tolist() == ["mean", "ci_low", "ci_high"] * 2
+    assert estimates["runs"].dtype == np.int64
+    assert (estimates["runs"] == 2).all()
+    assert estimates["offered"].dtype == np.float64
+    means = estimates[estimates["stat"] == "mean"].set_index("stage")
     assert means.loc["front", "offered"] == 20
     assert means.loc["back", "offered"] == 30
     assert means.loc["back", "cost_usd"] == 4.0
     # two values 2 and 6: sd 2.828, half-width t(0.975, 1) * 2.828 / sqrt(2) = 12.706 * 2 = 25.41
-    high = summary[(summary["replication"] == "ci_high") & (summary["stage"] == "back")]["cost_usd"].iloc[0]
+    high = estimates[(estimates["stat"] == "ci_high") & (estimates["stage"] == "back")]["cost_usd"].iloc[0]
     assert high == pytest.approx(4.0 + 25.412, abs=1e-3)
-    assert len(replication_rows(summary)) == 4
+    # ... and the lower end, 4 - 25.4, is cut at 0: a cost is never negative
+    low = estimates[(estimates["stat"] == "ci_low") & (estimates["stage"] == "back")]["cost_usd"].iloc[0]
+    assert low == 0.0
 
 
-def test_with_intervals_keeps_numeric_keys_such_as_a_sweep_axis() -> None:
+def test_estimates_keep_numeric_keys_such_as_a_sweep_axis() -> None:
     frame = _per_run().assign(point=[0, 1, 0, 1]).drop(columns="stage")
-    summary = with_intervals(frame, keys=["point"])
-    means = summary[summary["replication"] == "mean"]
+    estimates = estimates_table(frame, keys=["point"])
+    means = estimates[estimates["stat"] == "mean"]
     assert sorted(means["point"]) == [0, 1]  # grouped by point, not averaged
+    assert means["point"].dtype == np.int64
     assert sorted(means["offered"]) == [20, 30]
 
 
-def test_one_replication_gets_no_interval_rows() -> None:
+def test_one_replication_has_its_value_as_mean_and_no_interval() -> None:
     frame = _per_run()
-    single = frame[frame["replication"] == 0]
-    assert with_intervals(single).equals(single)
+    single = estimates_table(frame[frame["replication"] == 0])
+    means = single[single["stat"] == "mean"]
+    assert means["offered"].tolist() == [10, 20]
+    assert single[single["stat"] != "mean"][["offered", "cost_usd"]].isna().all().all()
+    assert (single["runs"] == 1).all()
+
+
+def test_intervals_never_leave_the_metrics_range() -> None:
+    """A share near 0 with a wide interval: ``3.96 % [-6.58 %, 14.50 %]`` before clipping."""
+    per_run = pd.DataFrame({"replication": [0, 1, 2], "timeout_rate": [0.0, 0.0, 0.1188],
+                            "utilization": [0.99, 1.0, 0.90], "goodput": [0.0, 0.2, 4.6]})
+    _, low, high = t_interval(per_run["timeout_rate"])
+    assert low < 0  # what the Student t interval says on its own
+    estimates = estimates_table(per_run).set_index("stat")
+    assert estimates.loc["ci_low", "timeout_rate"] == 0.0
+    assert estimates.loc["ci_high", "timeout_rate"] == pytest.approx(high)  # the possible part is untouched
+    assert estimates.loc["ci_high", "utilization"] == 1.0  # a share is at most 1
+    assert estimates.loc["ci_low", "goodput"] == 0.0  # a rate is never negative
+    assert metric_range("timeout_rate") == (0.0, 1.0)
+    assert metric_range("latency_p99") == (0.0, math.inf)
+    assert all(math.isnan(v) for v in clip_to_range("offered", math.nan, math.nan))
 
 
 # --- MSER-5 --------------------------------------------------------------------------------------
@@ -153,7 +180,7 @@ def test_warmup_auto_removes_a_backlog_and_agrees_with_erlang_c() -> None:
         "report": {"bucket": "10s"},
     }  # fmt: skip
     result = sim.run(sim.scenario_from_dict(data))
-    runs = replication_rows(result.summary)
+    runs = result.summary
     runs = runs[runs["producer"] == "all"]
     assert runs["warmup"].between(400, 3000).all(), runs["warmup"].tolist()
     assert result.warmups == runs["warmup"].tolist()

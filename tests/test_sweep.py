@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import sim
-from sim.analysis.estimates import half_width, replication_rows
+from sim.analysis.estimates import estimates_table, half_width
 from sim.cli import EXIT_BAD_INPUT, main
 from sim.experiments.runner import SweepResult, sweep
 from sim.experiments.sweep import load_experiment
@@ -90,7 +90,8 @@ def test_distributions_and_unbounded_can_be_swept(sweep_file: Path) -> None:
     sweep_file.write_text(SWEEP + f"  consumers.service: {services}\n  queue.capacity: [5, unbounded]\n")
     result = sweep(load_experiment(sweep_file, sweep=[f"{RATE}=50/s", "queue.discipline=fifo"]), replications=2)
     assert isinstance(result, SweepResult)
-    means = result.summary[result.summary["replication"] == "mean"]
+    means = result.estimates[result.estimates["stat"] == "mean"]
+    means = means[means["producer"] == "all"]
     assert means["consumers.service"].tolist() == ["{dist: exponential, mean: 30ms}"] * 2 + [
         "{dist: constant, value: 30ms}"] * 2  # a mapping is shown as written (its YAML)
     assert means["queue.capacity"].isna().tolist() == [False, True, False, True]  # unbounded is empty
@@ -159,10 +160,15 @@ def test_run_writes_one_tidy_summary_with_intervals_per_point(
     assert code == 0, err
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary.columns[:5]) == ["scenario", "point", RATE, "queue.discipline", "replication"]
-    assert len(summary) == 6 * 3 + 6 * 3  # 3 replications per point, then mean / ci_low / ci_high per point
-    runs = summary[summary["replication"].isin(["0", "1", "2"])]
-    means = summary[summary["replication"] == "mean"].set_index("point")
-    for point, group in runs.groupby("point"):
+    assert len(summary) == 6 * 3  # 3 replications per point
+    assert summary["replication"].dtype == np.int64
+    estimates = pd.read_csv(out / "estimates.csv")
+    assert list(estimates.columns[:8]) == ["scenario", "point", RATE, "queue.discipline", "producer", "stage", "stat",
+                                           "runs"]
+    assert len(estimates) == 6 * 3  # mean / ci_low / ci_high per point
+    assert (estimates["runs"] == 3).all()
+    means = estimates[estimates["stat"] == "mean"].set_index("point")
+    for point, group in summary.groupby("point"):
         assert means.loc[point, "goodput"] == pytest.approx(group["goodput"].mean())
         assert means.loc[point, "queue.discipline"] == group["queue.discipline"].iloc[0]
     series = pd.read_csv(out / "timeseries.csv")
@@ -172,12 +178,14 @@ def test_run_writes_one_tidy_summary_with_intervals_per_point(
     assert [p["values"][RATE] for p in manifest["points"]] == [30.0, 30.0, 50.0, 50.0, 60.0, 60.0]
     assert manifest["runs_computed"] == 18
     assert manifest["seed"] == 3
-    for name in ("requests.csv.gz", "report.md", "report.html"):
+    for name in ("requests.parquet", "report.md", "report.html"):
         assert (out / name).stat().st_size > 0
     assert "sweep of 6 points" in stdout
-    assert stdout.count("fifo") == 3
+    first_block = stdout.split("\n\n")[0]  # wide tables wrap into blocks, each repeating the swept values
+    assert first_block.count("fifo") == 3
     code, stdout, _ = qsim(capsys, "run", sweep_file, "--out", out, "--workers", "1", "--no-figures", "--json")
-    assert len(json.loads(stdout)) == len(summary)
+    printed = json.loads(stdout)
+    assert (len(printed["summary"]), len(printed["estimates"])) == (len(summary), len(estimates))
 
 
 def test_a_points_numbers_do_not_depend_on_which_other_points_ran(sweep_file: Path) -> None:
@@ -193,8 +201,7 @@ def test_a_points_numbers_do_not_depend_on_which_other_points_ran(sweep_file: Pa
     pd.testing.assert_frame_equal(rows(whole, 5), rows(alone, 0))
     # Common random numbers: every point saw the same arrival stream, so at the same rate
     # FIFO and LIFO were offered exactly the same requests in each replication.
-    runs = replication_rows(whole.summary)
-    by_point = runs.set_index(["point", "replication"])["offered"]
+    by_point = whole.summary.set_index(["point", "replication"])["offered"]
     for replication in range(3):
         assert by_point[(4, replication)] == by_point[(5, replication)]
 
@@ -219,7 +226,7 @@ def test_the_stopping_rule_adds_replications_until_the_interval_is_tight(sweep_f
         assert half_width(values) <= 0.1 * values.mean()
     assert 3 <= counts[0] <= 20, counts
     assert 35 <= counts[1] <= 140, counts
-    summary = replication_rows(tight.summary)
+    summary = tight.summary
     assert summary.groupby("point").size().tolist() == counts  # every replication is in the summary
     _, loose = run_with(0.3)
     assert loose[0] <= counts[0]
@@ -244,8 +251,8 @@ def test_load_curve_scenario_shows_lifo_keeping_goodput_past_capacity(
                         "--set", "producers.0.arrivals.stop=20s", "--replications", "3",
                         "--sweep", f"{RATE}=70/s,120/s", "--workers", "1")
     assert code == 0, err
-    summary = pd.read_csv(out / "summary.csv")
-    means = summary[summary["replication"] == "mean"].set_index([RATE, "queue.discipline"])
+    estimates = pd.read_csv(out / "estimates.csv")
+    means = estimates[estimates["stat"] == "mean"].set_index([RATE, "queue.discipline"])
     # Past capacity (120/s into ~100/s) FIFO serves requests that are already dead; LIFO does not.
     assert means.loc[(120.0, "lifo"), "goodput"] > 2 * means.loc[(120.0, "fifo"), "goodput"]
     assert means.loc[(120.0, "fifo"), "timeout_rate"] > 0.5 > means.loc[(120.0, "lifo"), "timeout_rate"]
@@ -265,10 +272,9 @@ def test_curves_draw_a_cost_column_only_when_the_model_has_one() -> None:
                          "latency_p50": 0.1, "latency_p99": 0.5, "timeout_rate": 0.0, "throughput": rate,
                          "goodput": rate, "utilization": rate / 40, "cost_usd": 0.01 * rate + 0.001 * replication})
     per_run = pd.DataFrame(rows)
-    from sim.analysis.estimates import with_intervals
 
     def panels(frame: pd.DataFrame) -> list[str]:
-        figure = curves_figure(with_intervals(frame, keys=["point", RATE]), [RATE], RATE, "t")
+        figure = curves_figure(estimates_table(frame, keys=["point", RATE]), [RATE], RATE, "t")
         return [axes.get_title() for axes in figure.axes if axes.get_visible()]
 
     assert panels(per_run)[-1] == "cost (USD)"

@@ -1,4 +1,4 @@
-"""Statistics over replications: Student-t intervals, MSER-5 warm-up, a stopping rule, paired tests.
+"""Statistics over replications: Student-t intervals, MSER-5 warm-up, a stopping rule, paired and Welch tests.
 
 Replications are independent and identically distributed (each has its own random streams),
 so the mean of a metric over them has a Student-t interval. That is the only statistical
@@ -151,6 +151,21 @@ def paired_p_value(first: ArrayLike, second: ArrayLike) -> float:
     return float(_stats().ttest_rel(a, b).pvalue)
 
 
+def welch_p_value(first: ArrayLike, second: ArrayLike) -> float:
+    """Two-sided Welch t-test p-value (``scipy.stats.ttest_ind(equal_var=False)``) of two independent samples.
+
+    For arms that did not see the same random numbers (different arrivals): their replications
+    are not pairs, and the arms' variances may differ. NaN with fewer than two values in an arm;
+    1.0 / 0.0 when both arms are constant and equal / different.
+    """
+    a, b = _clean(first), _clean(second)
+    if len(a) < 2 or len(b) < 2:
+        return math.nan
+    if np.all(a == a[0]) and np.all(b == b[0]):
+        return 1.0 if a[0] == b[0] else 0.0
+    return float(_stats().ttest_ind(a, b, equal_var=False).pvalue)
+
+
 def significance(p_value: float) -> str:
     """``***`` below 0.001, ``**`` below 0.01, ``*`` below 0.05, else empty."""
     if math.isnan(p_value):
@@ -161,8 +176,14 @@ def significance(p_value: float) -> str:
     return ""
 
 
+LABELS = ("engine",)
+"""Text columns that describe how a run was computed, not which rows belong together: neither
+grouped by nor averaged (an estimate is about the model, whichever engine ran it)."""
+
+
 def key_columns(frame: pd.DataFrame, keys: Sequence[str] = ()) -> list[str]:
-    """The columns that say what a row is about: the non-numeric ones and ``keys``, not ``replication``.
+    """The columns that say what a row is about: the non-numeric ones and ``keys``, not ``replication``
+    (nor the :data:`LABELS`).
 
     Generic on purpose: the engine may add key columns (``stage``) or numeric ones
     (``cost_usd``) and they are grouped or averaged without being listed here.
@@ -170,41 +191,91 @@ def key_columns(frame: pd.DataFrame, keys: Sequence[str] = ()) -> list[str]:
     return [
         column
         for column in frame.columns
-        if column != "replication"
+        if column != "replication" and column not in LABELS
         and (column in keys or not (pd.api.types.is_numeric_dtype(frame[column]) or frame[column].isna().all()))
     ]
 
 
-def with_intervals(per_run: pd.DataFrame, keys: Sequence[str] = (), confidence: float = CONFIDENCE) -> pd.DataFrame:
-    """Append ``mean``, ``ci_low`` and ``ci_high`` rows per combination of key columns.
+STATS = ("mean", "ci_low", "ci_high")
+"""The rows of each group in an estimates table, in this order."""
+
+SHARE_METRICS = ("timeout_rate", "starvation", "utilization")
+"""Summary metrics that are shares of something: their values lie in [0, 1]."""
+SIGNED_METRICS: tuple[str, ...] = ()
+"""Summary metrics that may be negative (none today): every other one is a count, a rate, a
+duration, an amount of money or a share, so it is >= 0."""
+
+
+def metric_range(column: str) -> tuple[float, float]:
+    """The values ``column`` of a summary can take: the one table intervals are clipped to."""
+    if column in SHARE_METRICS:
+        return 0.0, 1.0
+    if column in SIGNED_METRICS:
+        return -math.inf, math.inf
+    return 0.0, math.inf
+
+
+def clip_to_range(column: str, low: float, high: float) -> tuple[float, float]:
+    """An interval for the mean of ``column`` intersected with the values the metric can take.
+
+    The true mean lies in the metric's range, so cutting off the impossible part of a Student-t
+    interval keeps every possible value it covered: its coverage is unchanged, and it no longer
+    reads ``3.96 % [-6.58 %, 14.50 %]``. NaN bounds stay NaN.
+    """
+    least, most = metric_range(column)
+    return (low if math.isnan(low) else min(max(low, least), most),
+            high if math.isnan(high) else max(min(high, most), least))
+
+
+def estimates_table(per_run: pd.DataFrame, keys: Sequence[str] = (), confidence: float = CONFIDENCE) -> pd.DataFrame:
+    """Mean and two-sided confidence interval of every metric, per group of per-run rows.
 
     A group is every row with the same values of the key columns (see :func:`key_columns`;
-    ``keys`` adds numeric ones such as a sweep axis); its replications are averaged. When no
-    group has two replications there is nothing to estimate and ``per_run`` is returned as is.
+    ``keys`` adds numeric ones such as a sweep axis). The table is tidy and typed: the key
+    columns, ``stat`` (``mean``, ``ci_low``, ``ci_high``, in that order per group), ``runs``
+    (replications in the group, an integer), then one float column per metric. Intervals are
+    Student t over replications, clipped to each metric's range (:func:`metric_range`); with
+    one replication the mean is the run and the interval is NaN.
     """
-    if per_run.empty:
-        return per_run
     groups_by = key_columns(per_run, keys)
-    numeric = [c for c in per_run.columns if c != "replication" and c not in groups_by]
-    if groups_by:
-        grouped = list(per_run.groupby(groups_by, sort=False, dropna=False))
-    else:
-        grouped = [((), per_run)]
-    if all(len(group) < 2 for _, group in grouped):
-        return per_run
+    metrics = [c for c in per_run.columns if c not in ("replication", *LABELS) and c not in groups_by]
+    columns = [*groups_by, "stat", "runs", *metrics]
+    if per_run.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = list(per_run.groupby(groups_by, sort=False, dropna=False)) if groups_by else [((), per_run)]
     rows = []
     for _, group in grouped:
-        estimates = {column: t_interval(group[column].to_numpy(dtype=float), confidence) for column in numeric}
+        found = {}
+        for column in metrics:
+            mean, low, high = t_interval(group[column].to_numpy(dtype=float), confidence)
+            found[column] = (mean, *clip_to_range(column, low, high))
         first = group.iloc[0]
-        for position, label in enumerate(("mean", "ci_low", "ci_high")):
+        for position, stat in enumerate(STATS):
             row: dict[str, object] = {column: first[column] for column in groups_by}
-            row["replication"] = label
-            row.update({column: estimates[column][position] for column in numeric})
+            row.update({"stat": stat, "runs": len(group)})
+            row.update({column: found[column][position] for column in metrics})
             rows.append(row)
-    combined = pd.concat([per_run.astype({"replication": object}), pd.DataFrame(rows)], ignore_index=True)
-    return combined[per_run.columns]
+    frame = pd.DataFrame(rows, columns=columns)
+    types: dict[str, Any] = {column: per_run[column].dtype for column in groups_by}
+    types.update({"runs": np.int64, **dict.fromkeys(metrics, np.float64)})
+    return frame.astype(types)
 
 
-def replication_rows(summary: pd.DataFrame) -> pd.DataFrame:
-    """Only the per-replication rows of a summary (not ``mean``/``ci_low``/``ci_high``)."""
-    return summary[summary["replication"].apply(lambda r: isinstance(r, int | np.integer))]
+def headline(estimates: pd.DataFrame) -> pd.DataFrame:
+    """The estimates about all requests: ``producer == all`` and, per remaining group of stats,
+    the first (``stage == all`` comes first)."""
+    if "producer" in estimates.columns:
+        estimates = estimates[estimates["producer"] == "all"]
+    subset = [c for c in ("point", "stat") if c in estimates.columns]
+    return estimates.drop_duplicates(subset=subset, keep="first")
+
+
+def stat_rows(estimates: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """The ``mean``, ``ci_low`` and ``ci_high`` rows of one group of an estimates table."""
+    by_stat = estimates.drop_duplicates("stat").set_index("stat")
+    found = []
+    for stat in STATS:
+        row = by_stat.loc[stat]
+        assert isinstance(row, pd.Series)  # one row per stat after drop_duplicates
+        found.append(row)
+    return found[0], found[1], found[2]

@@ -9,12 +9,11 @@ engine when it can.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from functools import cache
 
 import numpy as np
 
-from sim.engine.simulation import RunRecords, simulate
+from sim.engine.simulation import ClockCallback, RunRecords, simulate
 from sim.model.engines import compiled_unsupported
 from sim.model.scenario import ScenarioError
 from sim.model.schema import Scenario
@@ -48,7 +47,7 @@ def engine_for(scenario: Scenario) -> str:
 
 
 def simulate_with(scenario: Scenario, seeds: np.random.SeedSequence,
-                  clock: Callable[[float], None] | None = None) -> RunRecords:
+                  clock: ClockCallback | None = None) -> RunRecords:
     """Run ``scenario`` once on the engine it asks for (or the one ``auto`` picks)."""
     if engine_for(scenario) == "simpy":
         return simulate(scenario, seeds, clock)

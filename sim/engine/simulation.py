@@ -28,7 +28,7 @@ from sim.engine.autoscaled import AutoscaledPool
 from sim.engine.consumers import Execution, Pool, build_pool
 from sim.engine.kernel import Handler, Kernel, Reusable
 from sim.engine.producers import client_arrivals, direct_arrivals, routed_arrivals, start_producers
-from sim.engine.records import JobLog, RequestLog, RunRecords
+from sim.engine.records import JobLog, RequestLog, RunRecords, resolved_share
 from sim.engine.routing import Client, Router, Tracker
 from sim.engine.stage import Listener, Stage
 from sim.engine.streams import (
@@ -49,8 +49,9 @@ __all__ = ["ClockCallback", "RunRecords", "replication_seeds", "simulate", "wire
 # RunRecords and replication_seeds live in records and streams; they are named here too because
 # a caller runs one replication as ``simulate(scenario, replication_seeds(seed, r))``.
 
-ClockCallback = Callable[[float], None]
-"""Called now and then with the current simulated time, when a progress display is wanted."""
+ClockCallback = Callable[[float, float], None]
+"""Called now and then, when a progress display is wanted, with the current simulated time and the
+share of the run done (0..1): simulated time over ``until``, else arrivals and resolved requests."""
 
 
 @dataclass
@@ -74,7 +75,8 @@ def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: ClockC
     collecting = gc.isenabled()
     gc.disable()  # the run allocates millions of small acyclic tuples; scanning them for cycles is wasted time
     try:
-        _run(kernel, scenario.until, horizon, progress)
+        share = _share_done(scenario.until, horizon, wired) if progress is not None else None
+        _run(kernel, scenario.until, horizon, progress, share)
     finally:
         if collecting:
             gc.enable()
@@ -187,25 +189,47 @@ def _patience(producer: ProducerSpec, rng: np.random.Generator) -> Callable[[], 
     return Sampler(timeout.build(), rng)
 
 
-def _run(kernel: Kernel, until: float | None, horizon: float, progress: ClockCallback | None) -> None:
+def _share_done(until: float | None, horizon: float, wired: _Wired) -> Callable[[float], float]:
+    """The share of the run done at ``now``: of ``until``, else (a request costs about as much to arrive
+    as to be resolved) arrivals' share of their horizon x (1 + share of arrived requests resolved) / 2."""
+    if until is not None:
+        return lambda now: min(1.0, now / until) if until > 0 else 1.0
+    tracker = wired.tracker
+
+    def share(now: float) -> float:
+        arrived = min(1.0, now / horizon) if 0 < horizon < math.inf else 1.0
+        log, count = (tracker.requests, tracker.request_count) if tracker is not None else (wired.jobs,
+                                                                                             wired.job_count())
+        return arrived * (1 + resolved_share(log, count)) / 2
+
+    return share
+
+
+def _run(kernel: Kernel, until: float | None, horizon: float, progress: ClockCallback | None,
+         share: Callable[[float], float] | None) -> None:
     """Run to ``until``, or until no event is left, reporting progress from a ticking event.
 
-    The tick is one more event every ``step`` of simulated time; it takes event ids but
-    never changes the relative order of the model's own events, so results are the same
-    with or without it. It stops re-arming itself once it is the only event left.
+    The tick is one more event every ``step`` of simulated time (adapted to report every 0.1-0.4 s
+    of wall time); it takes event ids but never changes the relative order of the model's own
+    events, so results are the same with or without it. It stops once it is the only event left.
     """
-    if progress is not None:
+    if progress is not None and share is not None:
         end = until if until is not None else horizon
         step = end / 200 if math.isfinite(end) and end > 0 else 1.0
         tick = Reusable(kernel)
+        last = time.perf_counter()
 
         def on_tick(event: Reusable) -> None:
-            nonlocal step
+            nonlocal step, last
             now = kernel.now()
-            progress(now)
+            progress(now, share(now))
             if kernel.peek() != math.inf:
-                if now > 2 * end:
-                    step *= 2  # draining long after the horizon: tick less often
+                wall = time.perf_counter()
+                if wall - last < 0.1:
+                    step *= 2
+                elif wall - last > 0.4:
+                    step = max(step / 2, 1e-9)
+                last = wall
                 kernel.rearm(tick, [on_tick], now + step)
 
         kernel.rearm(tick, [on_tick], step)

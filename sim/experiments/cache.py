@@ -1,4 +1,4 @@
-"""A resumable store of finished replications: ``results/<name>/cache/<key>.pkl``.
+"""A resumable store of finished replications: ``results/<name>/cache/<key>.npz``.
 
 A sweep of a thousand runs that is interrupted (Ctrl-C, a crash, a lost cluster) keeps every
 run that finished: each is written as soon as it arrives, atomically (a temporary file in
@@ -18,14 +18,16 @@ import contextlib
 import hashlib
 import json
 import os
-import pickle
 import tempfile
+import warnings
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from sim.about import __version__
 from sim.experiments.replication import RunOutcome
+from sim.experiments.storage import UnreadableEntry, read_outcome, write_outcome
 from sim.model.schema import Scenario
 
 
@@ -69,41 +71,60 @@ def run_key(digest: str, seed: int, replication: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+Note = Callable[[str], None]
+"""Where the cache says, once, that it ignored entries it could not use (the command line: stderr)."""
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
+
+
 class ResultCache:
     """Finished replications by key: in memory always, and on disk when given a folder.
 
-    Entries that cannot be read back (written by another pandas, truncated by a full disk)
-    count as missing and are simply run again.
+    On disk each run is ``<key>.npz`` (see :mod:`sim.experiments.storage`: plain arrays and
+    JSON, read without unpickling, so a planted file cannot run code). An entry that cannot be
+    used -- unreadable, of another format, stored under another key's name, or an old
+    ``<key>.pkl`` that is never opened -- counts as missing and is run again; ``note`` is told
+    once per kind of problem, not once per file.
     """
 
-    def __init__(self, folder: Path | None = None, *, fresh: bool = False) -> None:
+    def __init__(self, folder: Path | None = None, *, fresh: bool = False, note: Note | None = None) -> None:
         self.folder = folder
         self.fresh = fresh
         """Ignore what is on disk (but still store new results, so a later run can resume)."""
+        self.note = note or _warn
+        self.ignored: dict[str, int] = {}
+        """Entries not used, by reason (``old``: a ``.pkl`` of an earlier qsim; ``unreadable``)."""
         self._memory: dict[str, RunOutcome] = {}
+
+    def _ignore(self, reason: str, message: str) -> None:
+        if reason not in self.ignored:
+            self.note(message)
+        self.ignored[reason] = self.ignored.get(reason, 0) + 1
 
     def get(self, key: str) -> RunOutcome | None:
         if key in self._memory:
             return self._memory[key]
         if self.folder is None or self.fresh:
             return None
-        path = self.folder / f"{key}.pkl"
-        try:
-            with path.open("rb") as stream:
-                outcome = pickle.load(stream)
-        except Exception:  # missing, truncated or written by another pandas: a miss either way
+        path = self.folder / f"{key}.npz"
+        if not path.exists():
+            if (self.folder / f"{key}.pkl").exists():
+                self._ignore("old", f"{self.folder}: cache entries of an older qsim (.pkl) are never opened "
+                                    "(they could run code); those runs are computed again")
             return None
-        if not isinstance(outcome, RunOutcome):
+        try:
+            outcome = read_outcome(path, key)
+        except UnreadableEntry as error:
+            self._ignore("unreadable", f"{self.folder}: ignoring cache entries that cannot be used "
+                                       f"(first: {path.name}: {str(error)[:80]}); those runs are computed again")
             return None
         self._memory[key] = outcome
         return outcome
 
     def put(self, key: str, outcome: RunOutcome) -> None:
-        """Keep ``outcome`` (without its full run: records are large) and write it atomically."""
-        if outcome.run is not None:
-            slim = RunOutcome(**{**outcome.__dict__, "run": None})
-        else:
-            slim = outcome
+        """Keep ``outcome`` (on disk without its full run: records are large) and write it atomically."""
         self._memory[key] = outcome
         if self.folder is None:
             return
@@ -111,8 +132,8 @@ class ResultCache:
         handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=f".{key}.", suffix=".tmp")
         try:
             with os.fdopen(handle, "wb") as stream:
-                pickle.dump(slim, stream, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(temporary, self.folder / f"{key}.pkl")
+                write_outcome(stream, key, outcome)
+            os.replace(temporary, self.folder / f"{key}.npz")
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
@@ -120,4 +141,4 @@ class ResultCache:
     def __len__(self) -> int:
         if self.folder is None or not self.folder.is_dir():
             return len(self._memory)
-        return len(list(self.folder.glob("*.pkl")))
+        return len(list(self.folder.glob("*.npz")))

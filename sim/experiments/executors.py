@@ -13,13 +13,17 @@ they finish, cancel what is left when the caller stops early) and :meth:`Executo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import multiprocessing
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, InvalidStateError, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
 
@@ -35,12 +39,17 @@ class ExecutorError(ScenarioError):
 
 @dataclass(frozen=True)
 class Task:
-    """Replication ``replication`` of sweep point ``point``."""
+    """Replication ``replication`` of ``scenario``.
+
+    ``point`` is a tag the caller matches outcomes with (it comes back as ``RunOutcome.point``);
+    ``keep`` asks an in-process executor to keep the full run, with its request records.
+    """
 
     point: int
     replication: int
     seed: int
     scenario: Scenario
+    keep: bool = False
 
 
 def execute(task: Task) -> RunOutcome:
@@ -88,27 +97,38 @@ class Executor:
     def close(self) -> None:
         """Release workers; outstanding tasks are cancelled."""
 
+    def abort(self) -> None:
+        """Stop at once (Ctrl-C, SIGTERM): running tasks are abandoned, not waited for."""
+        self.close()
+
     def __enter__(self) -> Executor:
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        self.close()
+        if kind is not None and issubclass(kind, KeyboardInterrupt):
+            self.abort()
+        else:
+            self.close()
 
 
 class InProcess(Executor):
     """Run tasks one after the other here.
 
-    Keeps the full run (request records) of replication 0 of point 0, which the results
-    folder shows request by request; the others' records are dropped as in any executor.
-    ``within`` is called during each run with (task, simulated time), for a progress bar.
+    Keeps the full run (request records) of the tasks marked ``keep`` (replication 0 of the
+    first point, which the results folder shows request by request); the others' records are
+    dropped as in any executor.
+    ``within`` is called during each run with (task, simulated time, share of the run done), for a
+    progress bar; ``phase`` is told when a run's summary starts.
     """
 
     description = "in-process"
 
-    def __init__(self, within: Callable[[Task, float], None] | None = None) -> None:
+    def __init__(self, within: Callable[[Task, float, float], None] | None = None,
+                 phase: Callable[[str], None] | None = None) -> None:
         self.within = within
+        self.phase = phase
 
     def outcomes(self, tasks: Sequence[Task]) -> Iterator[RunOutcome]:
         # The cyclic garbage collector would otherwise rescan every long-lived object (modules,
@@ -125,9 +145,8 @@ class InProcess(Executor):
         for task in tasks:
             within = self.within
             progress = None if within is None else functools.partial(within, task)
-            run = simulate_run(task.scenario, task.seed, task.replication, progress)
-            keep = task.point == 0 and task.replication == 0
-            yield outcome_of(run, task.point, code_fingerprint(), keep=keep)
+            run = simulate_run(task.scenario, task.seed, task.replication, progress, self.phase)
+            yield outcome_of(run, task.point, code_fingerprint(), keep=task.keep)
 
 
 def _context() -> Any:
@@ -146,12 +165,30 @@ def _yield_finished(futures: list[Future[list[RunOutcome]]]) -> Iterator[RunOutc
             future.cancel()
 
 
-def _start_worker() -> None:
+def _start_worker(alive: Connection | None = None) -> None:
     """Pool worker set-up: import the simulator, then freeze what the imports created, so the
-    garbage collector does not rescan those objects during every run (~10 % of a run)."""
+    garbage collector does not rescan those objects during every run (~10 % of a run).
+
+    A worker must not outlive the command that started it (killed with SIGKILL, it cannot stop
+    its workers): ``alive`` is the read end of a pipe whose only write end the coordinating
+    process holds; a thread waits on it and ends the worker the moment it closes. Its parent
+    (the forkserver) cannot watch for us: it lives as long as its children do. Ctrl-C in a
+    terminal reaches every process of the group; the workers ignore it and the coordinating
+    process stops them.
+    """
     import sim.experiments.replication  # noqa: F401 - imported for its side effect: everything a run needs
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if alive is not None:
+        threading.Thread(target=_exit_with_parent, args=(alive,), name="qsim-parent", daemon=True).start()
     gc.freeze()
+
+
+def _exit_with_parent(alive: Connection) -> None:
+    """Block until the coordinating process is gone (the pipe's write end closes), then exit at once."""
+    with contextlib.suppress(EOFError, OSError):
+        alive.recv_bytes()
+    os._exit(1)
 
 
 class ProcessPool(Executor):
@@ -162,13 +199,70 @@ class ProcessPool(Executor):
             raise ExecutorError(f"--workers: got {workers}; give an integer >= 1")
         self.workers = workers
         self.description = f"process pool of {workers}"
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_start_worker)
+        context = _context()
+        self._alive, self._lifeline = context.Pipe(duplex=False)  # read end to the workers, write end kept here
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
+                                         initargs=(self._alive,))
 
     def outcomes(self, tasks: Sequence[Task]) -> Iterator[RunOutcome]:
         return _yield_finished([self._pool.submit(execute_chunk, chunk) for chunk in chunks(tasks, self.workers)])
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._lifeline.close()
+        self._alive.close()
+
+    def abort(self) -> None:
+        """Terminate the workers and close the lifeline without waiting for runs: a run can take
+        minutes, and an interrupt may have landed anywhere, even inside the pool's own bookkeeping."""
+        pool: Any = self._pool  # the pool's internals below are not in its typed interface
+        manager, results = pool._executor_manager_thread, pool._result_queue
+        restore = _quiet(manager)
+        processes = list((pool._processes or {}).values())
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join(timeout=5)
+        pool.shutdown(wait=False, cancel_futures=True)
+        if manager is not None:
+            manager.join(timeout=2)
+            if manager.is_alive():
+                # A worker killed while sending a result leaves half a message in the result pipe: the
+                # manager thread would wait for the rest forever, and Python joins it at exit. The
+                # workers' copies of the pipe's write end died with them; closing ours turns the wait
+                # into an end of file, which the pool handles as a broken pool.
+                writer = getattr(results, "_writer", None)
+                if writer is not None:
+                    writer.close()
+                manager.join(timeout=2)
+            if not manager.is_alive():
+                restore()
+        self._lifeline.close()
+        self._alive.close()
+
+
+def _quiet(manager: threading.Thread | None) -> Callable[[], None]:
+    """Silence one known error of a pool's manager thread while it is being torn down; return the undo.
+
+    Tasks cancelled while the interrupt unwound (``_yield_finished``) are still in the pool's table
+    when the terminated workers make it "broken", and Python 3.11 then tries to set an exception on
+    them: ``InvalidStateError`` and a traceback after the one line qsim prints. The thread ends
+    either way; anything else it raises is still reported.
+    """
+    previous = threading.excepthook
+
+    def hook(args: Any) -> None:
+        if args.thread is manager and args.exc_type is InvalidStateError:
+            return
+        previous(args)
+
+    threading.excepthook = hook
+
+    def restore() -> None:
+        if threading.excepthook is hook:
+            threading.excepthook = previous
+
+    return restore
 
 
 class DaskExecutor(Executor):

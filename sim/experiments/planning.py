@@ -14,7 +14,10 @@ judged with one-sided confidence bounds on each target metric's mean over replic
   the answer is only a value *shown* to meet the targets.
 
 The answer is the best value that meets them, with its neighbour on the other side that does
-not (the interval the true boundary is in).
+not (the interval the true boundary is in). When a new probe and its unsure neighbour are both
+unsure at the cap with overlapping intervals on every target, more replications cannot tell
+them apart and bisecting further would only buy more such probes: the search stops and
+reports the boundary as the stretch between that probe and the answer (``unresolved``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from sim.analysis.estimates import one_sided_bounds, with_intervals
+from sim.analysis.estimates import clip_to_range, estimates_table, one_sided_bounds
 from sim.experiments.runner import Runner, point_frame
 from sim.experiments.sweep import Experiment, Point, build_point, is_number
 from sim.experiments.targets import PlanSpec
@@ -71,11 +74,30 @@ class Plan:
     other_side: Probe | None
     """The closest probed value beyond the answer that does not meet them."""
     summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Every probe's runs: one row per probe, replication (and row group)."""
+    estimates: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Per probe (and row group): mean, ci_low and ci_high of every metric."""
     executor: str = ""
+    unresolved: bool = False
+    """The search stopped between two neighbouring unsure probes that more replications (within the
+    cap) could not separate: the boundary lies somewhere between ``other_side`` and ``answer``."""
 
     @property
     def path(self) -> str:
         return self.spec.path
+
+
+def _indistinguishable(first: Probe, second: Probe) -> bool:
+    """Both unsure at their cap, and every target's interval of one overlaps the other's.
+
+    Bisecting between them would only find more values like them: near the boundary the metric
+    changes by less than the replications can resolve, and each probe would cost the cap. The
+    boundary is then known only to lie in this unresolved stretch (the search stops there).
+    """
+    if first.verdict != "unsure" or second.verdict != "unsure":
+        return False
+    return all(a[1] <= b[2] and b[1] <= a[2] for a, b in
+               ((first.bounds[key], second.bounds[key]) for key in first.bounds))
 
 
 def _judge(spec: PlanSpec, bounds: dict[str, tuple[float, float, float]]) -> str:
@@ -142,8 +164,9 @@ class Planner:
             self.runner.ensure([point], {point.index: count})
             bounds = {}
             for target in self.spec.targets:
-                values = self.runner.metric(point.index, count, target.metric)
-                bounds[target.text] = one_sided_bounds(values, self.spec.confidence)
+                values = self.runner.metric(point, count, target.metric)
+                mean, lower, upper = one_sided_bounds(values, self.spec.confidence)
+                bounds[target.text] = (mean, *clip_to_range(target.metric, lower, upper))
             verdict = _judge(self.spec, bounds)
             if verdict != "unsure" or count >= self.cap:
                 break
@@ -173,18 +196,21 @@ class Planner:
             trial = self.probe(middle)
             if trial.meets:
                 good = trial
-            else:
-                bad = trial
+                continue
+            unresolved = _indistinguishable(trial, bad)
+            bad = trial
+            if unresolved:
+                return self._plan(good, bad, unresolved=True)
         return self._plan(good, bad)
 
-    def _plan(self, answer: Probe | None, other: Probe | None) -> Plan:
-        outcomes = {p.point.index: self.runner.replications_of(p.point.index)[: p.replications] for p in self.probes}
+    def _plan(self, answer: Probe | None, other: Probe | None, unresolved: bool = False) -> Plan:
+        outcomes = {p.point.index: self.runner.replications_of(p.point, p.replications) for p in self.probes}
         points = [p.point for p in self.probes]
         per_run = point_frame(points, outcomes, [self.spec.path], lambda o: o.summary)
-        summary = with_intervals(per_run, keys=["point", self.spec.path])
+        estimates = estimates_table(per_run, keys=["point", self.spec.path])
         return Plan(spec=self.spec, experiment=self.experiment, seed=self.runner.seed, integer=self.integer,
-                    probes=self.probes, answer=answer, other_side=other, summary=summary,
-                    executor=self.runner.executor.description)
+                    probes=self.probes, answer=answer, other_side=other, summary=per_run, estimates=estimates,
+                    executor=self.runner.executor.description, unresolved=unresolved)
 
 
 def plan(experiment: Experiment, spec: PlanSpec, runner: Runner,

@@ -158,15 +158,21 @@ def simulate_run(
     scenario: Scenario,
     seed: int,
     replication: int,
-    progress: Callable[[float], None] | None = None,
+    progress: Callable[[float, float], None] | None = None,
+    phase: Callable[[str], None] | None = None,
 ) -> Run:
     """Simulate replication ``replication`` of ``scenario`` and summarise it.
+
+    ``progress`` gets (simulated time, share of the run done) during the run; ``phase`` is told
+    when the summary starts (for millions of requests it takes a while).
 
     With ``warmup: auto`` the time series (which does not depend on the warm-up) is computed
     first, MSER-5 picks the truncation from it, and the summary leaves those seconds out.
     The summary gets a ``warmup`` column only then, so other runs keep their columns.
     """
     records = simulate_with(scenario, replication_seeds(seed, replication), progress)
+    if phase is not None:
+        phase("computing the summary")
     if records.tally is not None:
         records, series, summary, warmup = _streamed(records, scenario, seed, replication)
     else:

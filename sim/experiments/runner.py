@@ -10,21 +10,13 @@ resumable cache, with an optional stopping rule.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from sim.analysis.estimates import (
-    CONFIDENCE,
-    precise_enough,
-    replication_rows,
-    replications_needed,
-    t_interval,
-    with_intervals,
-)
+from sim.analysis.estimates import CONFIDENCE, estimates_table, precise_enough, replications_needed, t_interval
 from sim.experiments.cache import ResultCache, run_key, scenario_digest
 from sim.experiments.executors import Executor, InProcess, Task
 from sim.experiments.replication import Run, RunOutcome, requests_frame, simulate_run
@@ -32,8 +24,8 @@ from sim.experiments.sweep import Experiment, Point, Precision, starting_replica
 from sim.model.schema import Scenario
 
 __all__ = [
-    "CONFIDENCE", "Result", "Run", "RunOutcome", "Runner", "SweepResult", "requests_frame", "run", "run_experiment",
-    "t_interval", "with_intervals",
+    "CONFIDENCE", "Result", "Run", "RunOutcome", "Runner", "SweepResult", "estimates_table", "requests_frame", "run",
+    "run_experiment", "t_interval",
 ]  # fmt: skip
 
 FractionCallback = Callable[[float, float], None]
@@ -49,10 +41,18 @@ class Result:
     """Full runs (with request records): every replication from :func:`run`; from the command
     line only replication 0 (the others ran elsewhere and sent back their tables)."""
     summary: pd.DataFrame
-    """One row per replication and producer group, then ``mean``/``ci_low``/``ci_high`` rows."""
+    """One row per replication and row group (all requests, each producer, each stage); ``replication``
+    is the integer index and counts are integers."""
     outcomes: list[RunOutcome] = field(default_factory=list)
     """Every replication's tables, in replication order (empty when ``runs`` has them all)."""
     seed: int | None = None
+    estimates: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """Per row group: ``stat`` (``mean``, ``ci_low``, ``ci_high``), ``runs``, then every metric as a float
+    (see :func:`sim.analysis.estimates.estimates_table`); computed from ``summary`` when not given."""
+
+    def __post_init__(self) -> None:
+        if self.estimates.empty and not self.summary.empty:
+            self.estimates = estimates_table(self.summary)
 
     @property
     def replications(self) -> int:
@@ -93,23 +93,21 @@ def run(
     count = scenario.replications if replications is None else replications
     if count < 1:
         raise ValueError(f"replications must be >= 1, got {count}")
-    horizon = scenario.until or max(p.arrivals.build().horizon for p in scenario.producers)
     runs = []
     for replication in range(count):
-        reporter = None if progress is None else _within(progress, replication, count, horizon)
+        reporter = None if progress is None else _within(progress, replication, count)
         run_ = simulate_run(scenario, seed, replication, reporter)
         runs.append(run_)
         if progress is not None:
             progress((replication + 1) / count, run_.records.end_time)
     per_run = pd.concat([r.summary for r in runs], ignore_index=True)
-    return Result(scenario=scenario, runs=runs, summary=with_intervals(per_run), seed=seed)
+    return Result(scenario=scenario, runs=runs, summary=per_run, seed=seed)
 
 
-def _within(progress: FractionCallback, replication: int, count: int, horizon: float) -> Callable[[float], None]:
-    """Turn one run's simulated time into the fraction of all replications done."""
+def _within(progress: FractionCallback, replication: int, count: int) -> Callable[[float, float], None]:
+    """Turn one run's progress into the fraction of all replications done."""
 
-    def report(now: float) -> None:
-        done = min(1.0, now / horizon) if math.isfinite(horizon) and horizon > 0 else 0.5
+    def report(now: float, done: float) -> None:
         progress((replication + done) / count, now)
 
     return report
@@ -119,12 +117,20 @@ RunsDoneCallback = Callable[[int, int], None]
 """Called after each run with (runs finished or found in the cache, runs known so far)."""
 
 
+RunId = tuple[str, int, int]
+"""What identifies a run: the digest of its validated scenario, the seed and the replication."""
+
+
 class Runner:
     """Runs points x replications on an executor, through a cache, in any order, with the same numbers.
 
     Outcomes accumulate across calls, so a capacity search that comes back to a point with more
-    replications runs only the new ones. ``on_outcome`` is called after each computed run has
-    been stored (tests use it to interrupt a sweep half-way).
+    replications runs only the new ones. They are kept by content -- the digest of the point's
+    validated scenario, the seed and the replication -- never by a point's index, which is only
+    a label: one runner can serve a sweep, then a comparison, then a plan, and each gets the runs
+    of its own scenarios (two points that validate to the same scenario share their runs).
+    ``on_outcome`` is called after each computed run has been stored (tests use it to interrupt
+    a sweep half-way).
     """
 
     def __init__(
@@ -140,53 +146,68 @@ class Runner:
         self.cache = cache if cache is not None else ResultCache()
         self.progress = progress
         self.on_outcome = on_outcome
-        self.outcomes: dict[tuple[int, int], RunOutcome] = {}
+        self.outcomes: dict[RunId, RunOutcome] = {}
         self.computed = 0
         self.cached = 0
         self.known = 0
-        self._wanted: dict[int, int] = {}
+        self._wanted: dict[str, int] = {}
         self._digests: dict[int, tuple[Scenario, str]] = {}
 
     @property
     def points(self) -> tuple[int, int]:
-        """(points with every replication asked for so far, points asked for): for a progress bar."""
-        done = sum(1 for point, count in self._wanted.items() if all((point, r) in self.outcomes for r in range(count)))
+        """(scenarios with every replication asked for so far, scenarios asked for): for a progress bar."""
+        done = sum(1 for digest, count in self._wanted.items()
+                   if all((digest, self.seed, r) in self.outcomes for r in range(count)))
         return done, len(self._wanted)
 
-    def _key(self, point: Point, replication: int) -> str:
-        # Hashing a scenario (and its data files) once per point, not once per replication; the
-        # scenario is kept with its digest so its id cannot be reused by another object.
+    def digest(self, point: Point) -> str:
+        """The content digest of ``point``'s validated scenario (hashed once per scenario object; the
+        scenario is kept with its digest so its ``id`` cannot be reused by another object)."""
         found = self._digests.get(id(point.scenario))
         if found is None:
             found = self._digests[id(point.scenario)] = (point.scenario, scenario_digest(point.scenario))
-        return run_key(found[1], self.seed, replication)
+        return found[1]
 
-    def ensure(self, points: Sequence[Point], replications: int | dict[int, int]) -> None:
-        """Make sure each point has replications ``0..n-1`` (``n`` per point index, or the same for all)."""
-        keys: dict[tuple[int, int], str] = {}
-        tasks = []
+    def run_id(self, point: Point, replication: int) -> RunId:
+        return self.digest(point), self.seed, replication
+
+    def ensure(self, points: Sequence[Point], replications: int | Mapping[int, int], keep_first: bool = False) -> None:
+        """Make sure each point has replications ``0..n-1`` (``n`` per point index, or the same for all).
+
+        ``keep_first``: keep replication 0 of the first point with its request records when it
+        runs in this process (the results folder shows it request by request).
+        """
+        tasks: list[Task] = []
+        pending: list[RunId] = []
+        labels: list[int] = []
         for point in points:
             count = replications if isinstance(replications, int) else replications[point.index]
-            self._wanted[point.index] = max(count, self._wanted.get(point.index, 0))
+            digest = self.digest(point)
+            self._wanted[digest] = max(count, self._wanted.get(digest, 0))
             for replication in range(count):
-                if (point.index, replication) in self.outcomes:
+                where = (digest, self.seed, replication)
+                if where in self.outcomes or where in pending:
                     continue
-                key = self._key(point, replication)
+                key = run_key(digest, self.seed, replication)
                 found = self.cache.get(key)
                 self.known += 1
                 if found is not None:
-                    self.outcomes[point.index, replication] = _as_point(found, point.index)
+                    self.outcomes[where] = found
                     self.cached += 1
                     continue
-                keys[point.index, replication] = key
-                tasks.append(Task(point=point.index, replication=replication, seed=self.seed, scenario=point.scenario))
+                keep = keep_first and point is points[0] and replication == 0
+                tasks.append(Task(point=len(pending), replication=replication, seed=self.seed,
+                                  scenario=point.scenario, keep=keep))
+                pending.append(where)
+                labels.append(point.index)
         if self.progress is not None:
             self.progress(self.computed + self.cached, self.known)
         if not tasks:
             return
-        for outcome in self.executor.outcomes(tasks):
-            where = (outcome.point, outcome.replication)
-            self.cache.put(keys[where], outcome)
+        for tagged in self.executor.outcomes(tasks):
+            where = pending[tagged.point]  # the task's tag: its position in this batch
+            outcome = _as_point(tagged, labels[tagged.point])
+            self.cache.put(run_key(*where), outcome)
             self.outcomes[where] = outcome
             self.computed += 1
             if self.progress is not None:
@@ -194,16 +215,17 @@ class Runner:
             if self.on_outcome is not None:
                 self.on_outcome(outcome)
 
-    def run(self, points: Sequence[Point], replications: int, precision: Precision | None = None) -> None:
+    def run(self, points: Sequence[Point], replications: int, precision: Precision | None = None,
+            keep_first: bool = False) -> None:
         """Run every point with ``replications``; with a stopping rule, add rounds until it holds."""
         counts = {point.index: replications for point in points}
-        self.ensure(points, counts)
+        self.ensure(points, counts, keep_first)
         if precision is None:
             return
         while True:
             wanted = {}
             for point in points:
-                values = self.metric(point.index, counts[point.index], precision.metric)
+                values = self.metric(point, counts[point.index], precision.metric)
                 if counts[point.index] < precision.max_replications and not precise_enough(values, precision.relative):
                     # Aim at the estimate, but at most double per round: an estimate from a few
                     # replications (with a large t quantile) overshoots, and runs are not free.
@@ -214,20 +236,23 @@ class Runner:
             counts.update(wanted)
             self.ensure([p for p in points if p.index in wanted], counts)
 
-    def replications_of(self, point: int) -> list[RunOutcome]:
-        """The point's outcomes in replication order (only the contiguous ones from 0)."""
+    def replications_of(self, point: Point, count: int | None = None) -> list[RunOutcome]:
+        """The point's outcomes in replication order (the contiguous ones from 0, at most ``count``),
+        labelled with the point's index."""
+        digest = self.digest(point)
         found: list[RunOutcome] = []
-        while (point, len(found)) in self.outcomes:
-            found.append(self.outcomes[point, len(found)])
+        while (count is None or len(found) < count) and (digest, self.seed, len(found)) in self.outcomes:
+            found.append(_as_point(self.outcomes[digest, self.seed, len(found)], point.index))
         return found
 
-    def metric(self, point: int, count: int, column: str) -> np.ndarray:
+    def metric(self, point: Point, count: int, column: str) -> np.ndarray:
         """``column`` of the run's headline row (the first: ``producer == all``) for replications ``0..count-1``."""
-        return np.array([float(self.outcomes[point, r].summary[column].iloc[0]) for r in range(count)])
+        digest = self.digest(point)
+        return np.array([float(self.outcomes[digest, self.seed, r].summary[column].iloc[0]) for r in range(count)])
 
 
 def _as_point(outcome: RunOutcome, point: int) -> RunOutcome:
-    """A cached outcome may have been computed as another point with the same scenario."""
+    """An outcome labelled with the point asking for it (the same run may serve several points)."""
     if outcome.point == point:
         return outcome
     return RunOutcome(**{**outcome.__dict__, "point": point})
@@ -236,7 +261,7 @@ def _as_point(outcome: RunOutcome, point: int) -> RunOutcome:
 def first_run(runner: Runner, point: Point) -> Run:
     """Replication 0 of ``point`` with its request records: kept in-process, else simulated again here
     (the same streams give the same run)."""
-    outcome = runner.outcomes.get((point.index, 0))
+    outcome = runner.outcomes.get(runner.run_id(point, 0))
     if outcome is not None and outcome.run is not None:
         return outcome.run
     return simulate_run(point.scenario, runner.seed, 0)
@@ -266,9 +291,11 @@ class SweepResult:
     outcomes: dict[int, list[RunOutcome]]
     """Per point index, its replications in order."""
     summary: pd.DataFrame
-    """One row per point, replication (and producer group), then mean/ci_low/ci_high rows per point."""
+    """One row per point, replication (and row group), with ``point`` and the swept fields."""
+    estimates: pd.DataFrame
+    """Per point (and row group): mean, ci_low and ci_high of every metric (the ``stat`` column)."""
     first: Run
-    """Replication 0 of the first point, with request records (for ``requests.csv.gz``)."""
+    """Replication 0 of the first point, with request records (for ``requests.parquet``)."""
     executor: str = ""
     computed: int = 0
     cached: int = 0
@@ -284,9 +311,6 @@ class SweepResult:
         frame.attrs["bucket"] = self.first.timeseries.attrs.get("bucket")
         return frame
 
-    def per_run(self) -> pd.DataFrame:
-        return replication_rows(self.summary)
-
 
 def run_experiment(
     experiment: Experiment,
@@ -294,18 +318,17 @@ def run_experiment(
     replications: int,
 ) -> Result | SweepResult:
     """Run every point of ``experiment``; a scenario without a sweep gives a :class:`Result` as before."""
-    runner.run(experiment.points, replications, experiment.precision)
-    outcomes = {point.index: runner.replications_of(point.index) for point in experiment.points}
+    runner.run(experiment.points, replications, experiment.precision, keep_first=True)
+    outcomes = {point.index: runner.replications_of(point) for point in experiment.points}
     first = first_run(runner, experiment.points[0])
     if not experiment.sweep:
         found = outcomes[0]
         per_run = pd.concat([o.summary for o in found], ignore_index=True)
-        return Result(scenario=experiment.base, runs=[first], summary=with_intervals(per_run), outcomes=found,
-                      seed=runner.seed)
+        return Result(scenario=experiment.base, runs=[first], summary=per_run, outcomes=found, seed=runner.seed)
     per_run = point_frame(experiment.points, outcomes, experiment.axes, lambda o: o.summary)
-    summary = with_intervals(per_run, keys=["point", *experiment.axes])
+    estimates = estimates_table(per_run, keys=["point", *experiment.axes])
     return SweepResult(
-        experiment=experiment, seed=runner.seed, outcomes=outcomes, summary=summary, first=first,
+        experiment=experiment, seed=runner.seed, outcomes=outcomes, summary=per_run, estimates=estimates, first=first,
         executor=runner.executor.description, computed=runner.computed, cached=runner.cached,
     )  # fmt: skip
 

@@ -47,7 +47,7 @@ from sim.model.schema import ProducerSpec, Scenario
 RING = 1 << 16
 """Job rows the ring starts with (it doubles when the jobs in the system span more)."""
 EVENT_BUDGET = 1 << 20
-"""Events per kernel call when a progress callback wants to hear about the clock."""
+"""Events per kernel call at most: a progress callback hears about the clock this often."""
 DISCIPLINES = {"fifo": at.FIFO, "lifo": at.LIFO, "priority": at.PRIORITY, "adaptive-lifo": at.ADAPTIVE_LIFO}
 LEVELS = 10
 
@@ -249,7 +249,7 @@ def _deeper_waiting_room(arrays: at.Arrays) -> at.Arrays:
 
 
 def run_kernel(scenario: Scenario, seeds: np.random.SeedSequence,
-               clock: Callable[[float], None] | None = None) -> tuple[at.Arrays, Columns]:
+               clock: Callable[[float, float], None] | None = None) -> tuple[at.Arrays, Columns]:
     """Run the kernel to the end; return its final state and the kept rows (every job's, a sample, or none)."""
     arrays = _arrays(scenario)
     feeds = [_Feed(index, producer, scenario, seeds) for index, producer in enumerate(scenario.producers)]
@@ -257,9 +257,15 @@ def run_kernel(scenario: Scenario, seeds: np.random.SeedSequence,
         if feed.load(arrays, index):
             start_producer(arrays, index)
     uniforms = stream(seeds, STAGE_STREAMS + 0)
+    horizon = max(producer.arrivals.build().horizon for producer in scenario.producers)
     rows = _Rows(scenario.report.kept, stream(seeds, SAMPLE_STREAM))
+    next_report = EVENT_BUDGET
     while True:
         status = advance(arrays)
+        if clock is not None and arrays.istate[at.EVENTS] >= next_report:
+            now = float(arrays.fstate[at.NOW])
+            clock(now, _share_done(scenario, arrays, now, horizon))
+            next_report = int(arrays.istate[at.EVENTS]) + EVENT_BUDGET
         if status == at.DONE:
             break
         if status == at.NEED_BLOCK:
@@ -274,12 +280,22 @@ def run_kernel(scenario: Scenario, seeds: np.random.SeedSequence,
             arrays = _deeper_waiting_room(arrays)
         elif status == at.SERIES_FULL:
             arrays = _widen_or_grow(arrays)
-        elif clock is not None:
-            clock(float(arrays.fstate[at.NOW]))
     if arrays.ip[at.STREAMING] == 1:
         arrays = _close(arrays, _end_time(scenario, arrays))
     rows.take(arrays, int(arrays.istate[at.EMITTED]), int(arrays.istate[at.JOBS]))
     return arrays, rows.columns()
+
+
+def _share_done(scenario: Scenario, arrays: at.Arrays, now: float, horizon: float) -> float:
+    """The share of the run done, as the SimPy engine reports it: of ``until``, else arrivals' share of
+    their horizon x (1 + share of the requests so far that have left) / 2."""
+    if scenario.until is not None:
+        return min(1.0, now / scenario.until)
+    arrived = min(1.0, now / horizon) if 0 < horizon < math.inf else 1.0
+    jobs = int(arrays.istate[at.JOBS])
+    in_system = int(arrays.istate[at.QUEUED]) + int(arrays.ip[at.CONCURRENCY] - arrays.istate[at.FREE_TOP])
+    resolved = 1.0 - in_system / jobs if jobs else 1.0
+    return arrived * (1 + resolved) / 2
 
 
 def _end_time(scenario: Scenario, arrays: at.Arrays) -> float:
@@ -327,7 +343,7 @@ def _count_live(arrays: at.Arrays, end: float) -> None:
 
 
 def simulate_compiled(scenario: Scenario, seeds: np.random.SeedSequence,
-                      clock: Callable[[float], None] | None = None) -> RunRecords:
+                      clock: Callable[[float, float], None] | None = None) -> RunRecords:
     """Run a supported single-stage scenario with the compiled engine; the same records as the SimPy engine."""
     wall_start = time.perf_counter()
     arrays, columns = run_kernel(scenario, seeds, clock)
