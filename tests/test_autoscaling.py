@@ -196,6 +196,18 @@ def test_a_priced_pool_is_split_between_producers_by_their_busy_time(engine: str
     assert rows["mean_consumers"].tolist() == [40.0, 40.0, 40.0]
 
 
+def test_an_idle_pool_the_rule_would_never_shrink_still_lets_the_run_end() -> None:
+    # A tolerance of 1.5 keeps any count while idle (ratio 0 is within it): the autoscaler must
+    # stop ticking anyway, or a run without until would never end.
+    scenario = make_scenario(producers=burst(30), consumers={
+        "concurrency": 1, "service": TWENTY_SECONDS, "autoscale": {"target": 1, "max": 10, "tolerance": 1.5}})
+    records = records_of(scenario)
+    # t=15: 30 messages on 1 consumer, up to 5; t=30: 29 on 5 (ratio 5.8), up to 10; from t=45 the
+    # ratio is at most 24 / 10 = 2.4, within 1.5 of 1: ten consumers stay, idle, to the end.
+    assert records.scaling[0].desired.tolist() == [[0, 1], [15, 5], [30, 10]]
+    assert records.end_time == max(records.jobs.finish)
+
+
 # --- steady states --------------------------------------------------------------------------
 
 
@@ -304,7 +316,7 @@ def autoscaled(draw: st.DrawFn) -> dict[str, Any]:
     autoscale: dict[str, Any] = {
         "metric": draw(st.sampled_from(["backlog", "utilization", "oldest_age"])), "min": low, "max": high,
         "sync_period": draw(st.floats(0.5, 5.0)), "polling_interval": draw(st.floats(0.5, 5.0)),
-        "cooldown_period": draw(st.floats(0.0, 10.0)), "tolerance": draw(st.sampled_from([0.0, 0.1, 0.5])),
+        "cooldown_period": draw(st.floats(0.0, 10.0)), "tolerance": draw(st.sampled_from([0.0, 0.1, 0.5, 1.5])),
         "provisioning": draw(st.one_of(st.floats(0.0, 3.0), st.just({"dist": "exponential", "mean": 1.0}))),
         "scale_up": {"stabilization": draw(st.floats(0.0, 5.0))},
         "scale_down": {"stabilization": draw(st.floats(0.0, 20.0)),

@@ -12,9 +12,10 @@ seconds count from the start of provisioning to leaving (what a pod is billed fo
 :mod:`sim.engine.kernel`. It syncs every ``sync_period`` (the HPA's rule, :mod:`sim.engine.hpa`)
 and, with ``min: 0``, polls every ``polling_interval`` for KEDA's activation (zero -> one
 consumer when work waits) and deactivation (back to zero after ``cooldown_period`` without
-work). When nothing waits, nothing is busy and the pool is at its minimum it stops ticking
-(*dormant*), so a run that drains ends; the first acquire (or, for a broker, the first poll)
-wakes it, and ticks resume on the same grid of multiples of the period.
+work). When nothing waits, nothing is busy and the pool is at its minimum (or the rule would
+keep its count while idle) it stops ticking (*dormant*), so a run that drains ends; the first
+acquire (or, for a broker, the first poll) wakes it, and ticks resume on the same grid of
+multiples of the period.
 
 A stage plugs in with :func:`attach`: how much work is waiting (``backlog``), how long the
 oldest waiting message has waited, and ``serve_waiting`` (new consumers take waiting work).
@@ -209,11 +210,21 @@ class Autoscaler:
         if spec.min == 0 and self.polls * spec.polling_interval <= now:
             self.polls += 1
             self._activation(now, backlog)
-        settled = pool.desired == spec.min or (spec.min > 0 and spec.scale_down.select == "disabled")
-        if backlog == 0 and pool.busy == 0 and settled:
+        if backlog == 0 and pool.busy == 0 and self._settled():
             pool.dormant = True
             return
         self._arm()
+
+    def _settled(self) -> bool:
+        """Idle: can a later sync still change the count? Not at ``min``, nor when the rule keeps this one."""
+        spec, pool = self.spec, self.pool
+        if pool.desired == spec.min:
+            return True
+        if spec.min == 0 or pool.starting:
+            return False  # KEDA's cooldown is still to run out; starting consumers will change the reading
+        # Idle, every metric reads 0: a disabled scale-down, or a tolerance of 1 or more, keeps the count.
+        idle_recommendation = self.hpa.recommend(pool.desired, pool.ready, 0, 0.0)
+        return spec.scale_down.select == "disabled" or idle_recommendation >= pool.desired
 
     def _usage(self, now: float, backlog: int) -> float:
         """What the desired count is proportional to (see :mod:`sim.engine.hpa`)."""
