@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from numpy.typing import NDArray
 
 from sim.engine.records import OUTCOMES
 from sim.model.units import format_duration
@@ -186,11 +187,20 @@ def _busy_panel(busy: Axes, series: pd.DataFrame, time: np.ndarray, concurrency:
     for position, stage in enumerate(stages):
         busy.plot(time, series[f"{stage}.busy"], drawstyle="steps-mid", linewidth=1,
                   color=colour(position + 2, len(stages) + 2), label=f"busy at {stage}")
-    if scaling and "provisioned" in series:
+    if "desired" in series:
+        _autoscaled_consumers(busy, time, series)
+    elif scaling and "provisioned" in series:
         busy.plot(time, series["provisioned"], drawstyle="steps-mid", color="#e76f51", linewidth=1,
                   label="environments provisioned")
     busy.axhline(concurrency, color="black", linestyle="--", linewidth=1, label=f"concurrency = {concurrency:,}")
     busy.set(ylabel="consumers", title="Busy consumers", ylim=(0, concurrency * 1.08))
+
+
+def _autoscaled_consumers(axes: Axes, time: NDArray[np.float64], series: pd.DataFrame) -> None:
+    """Autoscaling (``consumers.autoscale``): the consumers the autoscaler wants and those ready to serve."""
+    axes.plot(time, series["desired"], drawstyle="steps-mid", color="#e76f51", linestyle="--", linewidth=1,
+              label="desired (autoscaler)")
+    axes.plot(time, series["ready"], drawstyle="steps-mid", color="#e76f51", linewidth=1.2, label="ready")
 
 
 def outcomes_figure(summary: pd.DataFrame, title: str) -> Figure:
