@@ -15,6 +15,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from sim.analysis.metrics import WAIT_PERCENTILES, latency_percentiles, summary_columns
+from sim.analysis.pools import mean_consumers, pool_cost, scaling_columns
 from sim.engine.records import OUTCOMES, RunRecords
 from sim.engine.tally import (
     ARRIVALS,
@@ -105,17 +106,30 @@ def _row(tally: Tally, view: int, scenario: Scenario, span: float, concurrency: 
     }  # fmt: skip
 
 
+def _pools(records: RunRecords, scenario: Scenario, warmup: float, row: dict[str, object],
+           first: dict[str, object]) -> dict[str, object]:
+    """Mean consumers provisioned, and a priced pool's cost (a producer's share by its busy time)."""
+    end = records.end_time
+    pooled: dict[str, object] = {"mean_consumers": mean_consumers(records, warmup, end)}
+    cost = pool_cost(records, scenario, warmup, end)
+    if cost is not None:
+        busy, all_busy = float(row["utilization"]), float(first["utilization"])  # type: ignore[arg-type]
+        pooled["cost_usd"] = cost * (busy / all_busy if all_busy > 0 else 0.0)
+    return pooled
+
+
 def streamed_summary(records: RunRecords, scenario: Scenario, replication: int, warmup: float) -> pd.DataFrame:
     """Summary rows (all requests, then each producer with several) of a streamed single-stage run."""
     tally = records.tally
     assert tally is not None
     span = records.end_time - warmup
     names = ["all"] + ([p.name for p in scenario.producers] if tally.counts.shape[0] > 1 else [])
-    rows = []
+    rows: list[dict[str, object]] = []
     for view, name in enumerate(names):
         row: dict[str, object] = {"scenario": scenario.name, "replication": replication, "producer": name,
                                   "stage": "all"}
         row.update(_row(tally, view, scenario, span, records.concurrency))
+        row.update(_pools(records, scenario, warmup, row, rows[0] if rows else row))
         row.update({"sim_time": records.end_time, "wall_time": records.wall_time, "engine": records.engine})
         rows.append(row)
     return pd.DataFrame(rows, columns=summary_columns(scenario))
@@ -151,5 +165,7 @@ def streamed_timeseries(records: RunRecords) -> pd.DataFrame:
     })  # fmt: skip
     if records.environments:
         frame["provisioned"] = float(records.concurrency)
+    for column, values in scaling_columns(records, edges, end).items():  # autoscaled pools, if any
+        frame[column] = values
     frame.attrs["bucket"] = width
     return frame

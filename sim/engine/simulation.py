@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.engine import broker, queue_stage
+from sim.engine.autoscaled import AutoscaledPool
 from sim.engine.brokers import wiring as brokers
-from sim.engine.consumers import Execution, build_pool
+from sim.engine.consumers import Execution, Pool, build_pool
 from sim.engine.faults import schedule_faults
 from sim.engine.kernel import Handler, Kernel, Reusable
 from sim.engine.producers import client_arrivals, direct_arrivals, keyed_arrivals, routed_arrivals, start_producers
@@ -146,6 +147,7 @@ def _records(scenario: Scenario, wired: _Wired, wall_start: float) -> RunRecords
         stage_memory_gb=tuple(spec.consumers.memory_gb for spec in scenario.stage_list),
         invocations=tuple(stage.invocations for stage in stages),
         lag_events=tuple(stage.lag_events() if stage.lag_events is not None else None for stage in stages),
+        scaling=tuple(stage.pool.trace() if isinstance(stage.pool, AutoscaledPool) else None for stage in stages),
     )
 
 
@@ -153,7 +155,8 @@ def wire_stage(kernel: Kernel, spec: StageSpec, log: JobLog, *, levels: list[int
                producer_names: list[str], producer_failure: list[float], streams: StageStreams,
                listener: Listener | None) -> Stage:
     """Build one stage's queue, consumers and event handlers."""
-    pool = build_pool(kernel, spec.consumers, streams.cold_start)
+    pool: Pool = (AutoscaledPool(kernel, spec.consumers, streams.cold_start) if spec.consumers.autoscale is not None
+                  else build_pool(kernel, spec.consumers, streams.cold_start))
     execution = Execution(spec.consumers, streams.failure, producer_failure)
     if spec.queue.delivery is not None:
         return broker.wire(kernel, spec, log, pool=pool, execution=execution, listener=listener)

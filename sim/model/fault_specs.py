@@ -111,6 +111,7 @@ class StageFacts(NamedTuple):
     name: str
     concurrency: int
     scaling: bool
+    """Its consumers come and go on their own (Lambda-like ``scaling``, or ``autoscale``)."""
     delivery: bool
 
 
@@ -134,7 +135,7 @@ def check_faults(faults: list[FaultSpec], stages: list[StageFacts], until: float
 def _check_crash(fault: CrashSpec | ConsumerOutageSpec, stage: StageFacts, where: tuple[str | int, ...],
                  until: float | None) -> None:
     if stage.scaling or stage.delivery:
-        what = "consumers.scaling (Lambda-like environments)" if stage.scaling else "queue.delivery"
+        what = "consumers.scaling or consumers.autoscale" if stage.scaling else "queue.delivery"
         raise FieldError(f"consumer crashes are modelled for fixed pools of consumers, not with {what}; "
                          "remove it or the fault", (*where, "kind"), fault.kind)
     concurrency = stage.concurrency

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from sim.output import webpage as html
-from sim.output.report import _common, _json, _markdown_table, _publish, _reports, _save, _scenario_section
+from sim.output.folder import common, json_file, markdown_table, publish, save, scenario_section, write_reports
 from sim.output.tables import format_value
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def write_scorecard(card: Scorecard, out: Path, *, wall_time: float, figures: bo
         comparison.table.to_csv(folder / "comparison.csv", index=False)
         comparison.summary.to_csv(folder / "summary.csv", index=False)
         series_frame(card).to_csv(folder / "timeseries.csv", index=False)
-        _json(folder / "manifest.json", _common(
+        json_file(folder / "manifest.json", common(
             wall_time, scenario=evaluation.name, seed=comparison.seed, replications=evaluation.replications,
             brokers=evaluation.arms.labels, executor=comparison.executor,
             faults=[{"column": f.column, "label": f.label} for f in card.faults],
@@ -146,19 +146,19 @@ def write_scorecard(card: Scorecard, out: Path, *, wall_time: float, figures: bo
         if figures:
             from sim.output.scorecard_figures import scorecard_figures
 
-            saved = _save(scorecard_figures(card), folder)
+            saved = save(scorecard_figures(card), folder)
         shown = wide(card)
         legend = _legend(card)
-        sections = [("Scorecard", _markdown_table(shown), html.table(shown, formatted=False)),
-                    ("Criteria", _markdown_table(legend), html.table(legend, formatted=False)), _left_out(),
-                    _scenario_section(evaluation.base.raw)]
+        sections = [("Scorecard", markdown_table(shown), html.table(shown, formatted=False)),
+                    ("Criteria", markdown_table(legend), html.table(legend, formatted=False)), _left_out(),
+                    scenario_section(evaluation.base.raw)]
         meta = (f"{evaluation.replications} replications per broker, seed {comparison.seed}, common random numbers "
                 f"(same arrivals, keys and faults), {comparison.executor}; mean ±95% CI half-width")
-        reports = _reports(folder, f"Broker scorecard: {evaluation.name}", evaluation.base.description, sections,
+        reports = write_reports(folder, f"Broker scorecard: {evaluation.name}", evaluation.base.description, sections,
                            saved, meta)
         return [*produced, *saved.values(), *reports]
 
-    return _publish(out, writer)
+    return publish(out, writer)
 
 
 def series_frame(card: Scorecard) -> pd.DataFrame:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
     from sim.experiments.evaluate import Scorecard
+    from sim.experiments.replication import RunOutcome
 
 BARS = (
     ("throughput", "throughput (messages/s)"),
@@ -28,13 +29,19 @@ BARS = (
 
 
 def scorecard_figures(card: Scorecard) -> dict[str, Figure]:
-    from sim.output.report import _mean_quantiles
-
     labels = card.evaluation.arms.labels
     quantiles = [_mean_quantiles(card.comparison.outcomes[p.index]) for p in card.evaluation.arms.points]
     title = card.evaluation.name
     return {"scorecard": bars_figure(card), "backlog": backlog_figure(card),
             "latency-cdf": distributions_figure(labels, quantiles, title)}
+
+
+def _mean_quantiles(outcomes: list[RunOutcome]) -> np.ndarray:
+    """A broker's latency quantile function, averaged over the replications that served something."""
+    stacked = np.vstack([outcome.latency_quantiles for outcome in outcomes])
+    finite = np.isfinite(stacked).all(axis=1)
+    mean: np.ndarray = stacked[finite].mean(axis=0) if finite.any() else stacked[0]
+    return mean
 
 
 def backlog_figure(card: Scorecard) -> Figure:
