@@ -248,3 +248,13 @@ def test_a_producers_messages_reach_the_broker_in_the_order_sent() -> None:
     assert list(result.jobs.start) == sorted(result.jobs.start)
     assert sim.run(scenario("kafka", count=200, rate="100/s", service=0.005, key={"count": 1},
                             broker={"latency": latency})).summary.iloc[0]["out_of_order"] == 0
+
+
+def test_brokers_and_crashes_refuse_pools_that_resize_themselves() -> None:
+    autoscaled = {"concurrency": 2, "service": {"dist": "constant", "value": 1.0},
+                  "autoscale": {"target": 1, "max": 10}}
+    refused = r"consumers\.autoscale: got \{max: 10, target: 1\}; broker models read with a fixed"
+    with pytest.raises(sim.ScenarioError, match=refused):
+        scenario("kafka", consumers=autoscaled)
+    with pytest.raises(sim.ScenarioError, match=r"faults\.0\.kind: got 'crash'; consumer crashes are modelled"):
+        scenario(None, consumers=autoscaled, faults=[{"kind": "crash", "at": 1.0}])
