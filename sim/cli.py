@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from sim.about import __version__
+from sim.experiments import budget
 from sim.experiments.cache import ResultCache
 from sim.experiments.executors import Executor, ExecutorError, InProcess, Task, make_executor
 from sim.experiments.runner import Result, Runner, SweepResult, run_experiment
 from sim.experiments.sweep import experiment_from_dict, load_experiment, starting_replications
 from sim.model.scenario import ScenarioError, parse_override, read_scenario_data, split_experiment
+from sim.model.schema import MAX_REPLICATIONS, Scenario
 from sim.model.units import format_duration
 from sim.output.tables import format_comparison, format_summary, format_sweep, plan_text
 
@@ -145,8 +147,8 @@ class _ProgressBar:
 
 def _overrides(args: argparse.Namespace, replications: bool = True) -> dict[str, Any]:
     """``--set`` values, plus ``--seed`` and ``--replications`` as overrides (so the manifest says what ran)."""
-    if args.replications is not None and args.replications < 1:
-        raise ScenarioError(f"--replications: got {args.replications}; give an integer >= 1")
+    if args.replications is not None and not 1 <= args.replications <= MAX_REPLICATIONS:
+        raise ScenarioError(f"--replications: got {args.replications}; give an integer from 1 to {MAX_REPLICATIONS:,}")
     if args.seed is not None and args.seed < 0:
         raise ScenarioError(f"--seed: got {args.seed}; give an integer >= 0")
     if args.workers is not None and args.workers < 1:
@@ -206,6 +208,13 @@ def _written(out: Path, write: Callable[[], object]) -> None:
         raise ScenarioError(f"--out {out}: cannot write the results ({reason}); choose another folder") from None
 
 
+def _afford(args: argparse.Namespace, scenarios: Sequence[Scenario], replications: int, where: str,
+            many: bool) -> None:
+    """Refuse a command that cannot fit in memory; say so before one that will take minutes."""
+    workers = args.workers if args.workers is not None else (None if many else 1)
+    budget.afford(scenarios, replications, where, workers, args.dask is not None)
+
+
 def _run(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.scenario, _overrides(args), sweep=args.sweep)
     if args.x is not None and args.x not in experiment.axes:
@@ -215,6 +224,7 @@ def _run(args: argparse.Namespace) -> int:
     replications = starting_replications(experiment)
     runs = len(experiment.points) * replications
     many = len(experiment.points) > 1
+    _afford(args, [point.scenario for point in experiment.points], replications, str(args.scenario), many)
     cached = many or experiment.precision is not None or runs > 1
     began = time.perf_counter()
     what = "points" if many else ""
@@ -250,10 +260,13 @@ def _check(args: argparse.Namespace) -> int:
     for path in args.scenarios:
         try:
             experiment = load_experiment(path)
+            scenarios, replications = [point.scenario for point in experiment.points], starting_replications(experiment)
             if experiment.plan is not None:
                 from sim.experiments.planning import Planner
 
                 Planner(experiment, experiment.plan, Runner(InProcess(), experiment.base.seed))  # checks min/max
+                scenarios, replications = budget.plan_work(experiment, experiment.plan)
+            cost = budget.afford(scenarios, replications, str(path), notify=False)
         except ScenarioError as error:
             print(f"qsim: error: {error}", file=sys.stderr)
             status = EXIT_BAD_INPUT
@@ -261,7 +274,7 @@ def _check(args: argparse.Namespace) -> int:
             scenario = experiment.base
             extra = f", sweep of {len(experiment.points)} points" if experiment.sweep else ""
             extra += ", plan" if experiment.plan is not None else ""
-            print(f"{path}: ok ({scenario.name}, {len(scenario.producers)} producer(s){extra})")
+            print(f"{path}: ok ({scenario.name}, {len(scenario.producers)} producer(s){extra}, {cost.text()})")
     return status
 
 
@@ -283,6 +296,7 @@ def _compare(args: argparse.Namespace) -> int:
     replications = args.replications or (first.replications if first.replications >= 2
                                          else compare.DEFAULT_REPLICATIONS)
     out = _out(args, arms.name)
+    _afford(args, [point.scenario for point in arms.points], replications, str(args.scenarios[0]), True)
     began = time.perf_counter()
     comparison = _execute(args, out, len(arms.points) * replications, True, first.seed, True,
                           lambda runner: compare.compare(arms, runner, replications), "scenarios")
@@ -304,7 +318,7 @@ _FLAGS = {"vary": "--vary", "maximize": "--maximize", "min": "--min", "max": "--
 
 def _plan(args: argparse.Namespace) -> int:
     from sim.experiments.planning import Planner
-    from sim.experiments.targets import parse_plan
+    from sim.experiments.specs import parse_plan
     from sim.output import report
 
     overrides = _overrides(args, replications=False)
@@ -330,6 +344,7 @@ def _plan(args: argparse.Namespace) -> int:
     plan_spec = parse_plan(spec, experiment.base, str(args.scenario),
                            lambda key: f"plan.{key}" if key in in_file else _FLAGS[key])
     out = _out(args, f"{experiment.name}-plan")
+    _afford(args, *budget.plan_work(experiment, plan_spec), str(args.scenario), True)
     began = time.perf_counter()
 
     def work(runner: Runner) -> Any:
@@ -369,6 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(error) if isinstance(error, _Interrupted) else "interrupted"
         print(f"qsim: {message}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except MemoryError:
+        print(f"qsim: error: {budget.out_of_memory()}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except OSError as error:  # e.g. a results or cache folder that cannot be created
         where = f"{error.filename}: " if error.filename else ""
         reason = error.strerror or type(error).__name__

@@ -178,12 +178,17 @@ class Intervals:
 
 
 def bucket_edges(end: float, bucket: float) -> tuple[Floats, float]:
-    """Edges of the time buckets covering ``[0, end]``, widening the bucket past :data:`MAX_BUCKETS`."""
-    count = max(1, math.ceil(end / bucket - 1e-9))
-    if count > MAX_BUCKETS:
+    """Edges of the time buckets covering ``[0, end]``, widening the bucket past :data:`MAX_BUCKETS`.
+
+    The wider bucket is a round number (1, 2 or 5 times a power of ten) of seconds; any
+    ``bucket`` > 0, however small against ``end``, gives at most :data:`MAX_BUCKETS` buckets.
+    """
+    ratio = end / bucket if bucket > 0 else math.inf
+    if not ratio <= MAX_BUCKETS:  # also catches an infinite ratio (a subnormal bucket)
         wanted = end / MAX_BUCKETS
-        magnitude = 10 ** math.floor(math.log10(wanted))
-        bucket = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= wanted)
-        count = max(1, math.ceil(end / bucket - 1e-9))
+        magnitude = 10.0 ** math.floor(math.log10(wanted))
+        bucket = next((m * magnitude for m in (1.0, 2.0, 5.0) if m * magnitude >= wanted), 10.0 * magnitude)
+        ratio = end / bucket
+    count = max(1, math.ceil(ratio - 1e-9))
     edges: Floats = np.arange(count + 1, dtype=np.float64) * bucket
     return edges, float(bucket)

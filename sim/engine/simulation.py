@@ -390,7 +390,7 @@ def _run(env: simpy.Environment, until: float | None, horizon: float, progress: 
     """
     if progress is not None:
         end = until if until is not None else horizon
-        step = end / 200 if math.isfinite(end) and end > 0 else 1.0
+        step = max(end / 200, 1e-6) if math.isfinite(end) and end > 0 else 1.0  # > 0: a zero step never ends
         tick = Event(env)
         tick._ok = True
 
