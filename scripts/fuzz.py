@@ -55,6 +55,7 @@ def main() -> int:
     bases = [(fuzzing.ROOT / 'scenarios' / name, data) for name, data in fuzzing.bases().items()]
     rng = random.Random(args.seed)
     classes: dict[str, list[str]] = collections.defaultdict(list)
+    tally: dict[str, int] = {}
     began = time.time()
     with tempfile.TemporaryDirectory() as folder:
         for number in range(args.mutants):
@@ -66,7 +67,7 @@ def main() -> int:
             (args.report / "current.yaml").write_text(f"# from {path.name}\n" + text)
             signal.alarm(args.limit)
             try:
-                found = fuzzing.exercise(target, Path(folder) / "out", max_requests=args.max_requests)
+                found = fuzzing.exercise(target, Path(folder) / "out", max_requests=args.max_requests, tally=tally)
             except _TimeLimit:
                 found = [(fuzzing.Outcome("?", None, "", "", "hang"), f"no answer within {args.limit} s")]
             finally:
@@ -84,6 +85,7 @@ def main() -> int:
             if number % 250 == 0:
                 print(f"[{number}] {time.time() - began:.0f}s, {len(classes)} classes", flush=True)
     print(f"\n{args.mutants} mutants in {time.time() - began:.0f}s, {len(classes)} classes")
+    print(", ".join(f"{key}: {count}" for key, count in sorted(tally.items())))
     for key, texts in sorted(classes.items(), key=lambda item: -len(item[1])):
         print(f"{len(texts):6d}  {key}")
     return 1 if classes else 0

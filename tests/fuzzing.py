@@ -203,18 +203,26 @@ def breaks_the_rule(outcome: Outcome) -> str | None:
     return None
 
 
-def exercise(path: Path, out: Path, run: bool = True, max_requests: float = 50_000) -> list[tuple[Outcome, str]]:
-    """``qsim check`` the file and, when it is valid and small, a short ``qsim run``; the broken rules."""
+def exercise(path: Path, out: Path, run: bool = True, max_requests: float = 50_000,
+             tally: dict[str, int] | None = None) -> list[tuple[Outcome, str]]:
+    """``qsim check`` the file and, when it is valid and small, a short ``qsim run``; the broken rules.
+
+    ``tally`` counts what happened (``check 0``, ``check 2``, ``run 0``, ``run 2``, ``too big to run``).
+    """
+    tally = {} if tally is None else tally
     found = []
-    checked = call(["check", str(path)])
-    problem = breaks_the_rule(checked)
-    if problem:
-        found.append((checked, problem))
-    if run and checked.code == 0 and _small(checked.stdout, max_requests):
-        ran = call(["run", str(path), "--no-figures", "--out", str(out), "--workers", "1"])
-        problem = breaks_the_rule(ran)
+    outcomes = [call(["check", str(path)])]
+    if run and outcomes[0].code == 0:
+        if _small(outcomes[0].stdout, max_requests):
+            outcomes.append(call(["run", str(path), "--no-figures", "--out", str(out), "--workers", "1"]))
+        else:
+            tally["too big to run"] = tally.get("too big to run", 0) + 1
+    for outcome in outcomes:
+        key = f"{outcome.command} {outcome.code}"
+        tally[key] = tally.get(key, 0) + 1
+        problem = breaks_the_rule(outcome)
         if problem:
-            found.append((ran, problem))
+            found.append((outcome, problem))
     return found
 
 

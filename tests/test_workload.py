@@ -166,3 +166,24 @@ def test_refusal_names_the_size_the_memory_and_the_remedies() -> None:
 def test_this_machine_reports_some_available_memory() -> None:
     available = budget.available_memory()
     assert available is None or available > 0
+
+
+def test_a_plan_counts_its_ends_and_its_bisection_steps() -> None:
+    # Concurrency 10..20 bisects to adjacent integers: 2 ends + ceil(log2(10)) = 4 steps; a real
+    # field bisects to 1 % of the range: 2 + ceil(log2(100)) = 9 probes.
+    from sim.experiments.specs import parse_plan
+    from sim.experiments.sweep import experiment_from_dict
+
+    data = {"name": "p", "producers": [{"arrivals": {"process": "poisson", "rate": "9/s", "stop": "100s"}}],
+            "consumers": {"concurrency": 12, "service": {"dist": "exponential", "mean": "1s"}}}
+    experiment = experiment_from_dict(data)
+    capacity = parse_plan({"vary": "consumers.concurrency", "min": 10, "max": 20, "targets": "wait_mean<=1s"},
+                          experiment.base, "p")
+    probes, replications = budget.plan_work(experiment, capacity)
+    assert (len(probes), replications) == (6, 5)
+    assert [p.consumers.concurrency for p in probes[:2] if p.consumers] == [10, 20]
+    load = parse_plan({"maximize": "producers.0.arrivals.rate", "min": "8/s", "max": "11/s",
+                       "targets": "wait_mean<=1s", "replications": 3}, experiment.base, "p")
+    probes, replications = budget.plan_work(experiment, load)
+    assert (len(probes), replications) == (9, 3)
+    assert probes[2].producers[0].arrivals.rate == 11  # the dearer end: more arrivals

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sim.experiments.executors import cpu_count
-from sim.experiments.planning import DEFAULT_START
-from sim.experiments.sweep import Experiment, build_point
+from sim.experiments.planning import DEFAULT_START, DEFAULT_STEPS
+from sim.experiments.sweep import Experiment, build_point, is_number
 from sim.experiments.targets import PlanSpec
 from sim.model.errors import ScenarioError
 from sim.model.schema import Scenario
@@ -38,12 +38,13 @@ class UnitCost:
     per_second: float
 
 
-JOB = UnitCost(bytes=150, per_second=150_000)
+JOB = UnitCost(bytes=150, per_second=100_000)
 """A request's visit to a stage (measured: 110-140 B; 145,000-285,000 per second, analysis included,
-on a loaded 2-core machine)."""
-CLIENT_ATTEMPT = UnitCost(bytes=320, per_second=50_000)
-"""An attempt of a retrying client, instead of :data:`JOB` (measured: 250-310 B, 50,000-75,000 per second)."""
-RECEIVE = UnitCost(bytes=350, per_second=30_000)
+on a loaded 2-core machine; the rate is set lower to stay on the safe side)."""
+CLIENT_ATTEMPT = UnitCost(bytes=320, per_second=20_000)
+"""An attempt of a retrying client, instead of :data:`JOB` (measured: 250-310 B; 50,000-75,000 per
+second, down to ~15,000 in a retry storm, where deadlines and backoff timers add events)."""
+RECEIVE = UnitCost(bytes=350, per_second=20_000)
 """A receive of a message by broker delivery (measured: ~330 B, ~34,000 per second)."""
 REQUEST_ROWS_PER_SECOND = 25_000
 """Rows of ``requests.csv.gz`` (the first run's requests) written per second."""
@@ -196,24 +197,41 @@ def out_of_memory() -> str:
 
 
 def notice(cost: Estimate) -> str | None:
-    """One line to print before a command that will take minutes (``None`` for a quick one)."""
-    if not cost.seconds > NOTICE_SECONDS:
+    """One line to print before a command that will take minutes (``None`` for a quick one); the
+    runs are spread over the local workers, if any."""
+    seconds = cost.seconds / max(1, cost.parallel)
+    if not seconds > NOTICE_SECONDS:
         return None
     runs = f" over {cost.runs} runs" if cost.runs > 1 else ""
-    return (f"qsim: this will take {_duration(cost.seconds)} (~{_count(cost.largest.requests)} requests per run"
-            f"{runs}, ~{size_text(cost.peak_bytes)} of memory); Ctrl-C stops it")
+    workers = f" on {cost.parallel} workers" if cost.parallel > 1 else ""
+    return (f"qsim: this will take {_duration(seconds)}{workers} (~{_count(cost.largest.requests)} requests per "
+            f"run{runs}, ~{size_text(cost.peak_bytes)} of memory); Ctrl-C stops it")
 
 
 def plan_work(experiment: Experiment, spec: PlanSpec) -> tuple[list[Scenario], int]:
-    """The scenarios at both ends of a plan's range (the probes in between cost no more than the
-    dearer end, for the fields a plan varies) and the replications of a probe. An end that does
-    not validate is left out: the planner reports it."""
+    """The probes a plan is expected to run, as scenarios, and the replications of each.
+
+    The two ends of the range, then as many bisection steps as the range allows (down to
+    adjacent integers, or to the tolerance), each counted at the dearer end's cost (for the
+    fields a plan varies, a probe in between costs no more). Refinements of unsure probes are
+    not counted. An end that does not validate is left out: the planner reports it.
+    """
     ends = []
     for value in (spec.low, spec.high):
         try:
-            point = build_point(experiment.raw, {spec.path: value}, 0, experiment.base_dir, experiment.source,
-                                str(experiment.source or "scenario"))
+            ends.append(build_point(experiment.raw, {spec.path: value}, 0, experiment.base_dir, experiment.source,
+                                    str(experiment.source or "scenario")))
         except ScenarioError:
             continue
-        ends.append(point.scenario)
-    return ends or [experiment.base], spec.replications or max(experiment.base.replications, DEFAULT_START)
+    replications = spec.replications or max(experiment.base.replications, DEFAULT_START)
+    if not ends:
+        return [experiment.base], replications
+    values = [point.values[spec.path] for point in ends]
+    steps = 0
+    if len(ends) == 2 and all(is_number(value) for value in values) and values[1] > values[0]:
+        span = float(values[1] - values[0])
+        integer = all(isinstance(value, int) for value in values)
+        width = 1.0 if integer else (spec.tolerance or span / DEFAULT_STEPS)
+        steps = math.ceil(math.log2(max(2.0, span / width)))
+    dearer = max(ends, key=lambda point: _run_cost(workload(point.scenario))[0]).scenario
+    return [point.scenario for point in ends] + [dearer] * steps, replications

@@ -9,7 +9,8 @@ A scenario file may carry experiment-level keys next to the scenario::
     plan: {vary: consumers.concurrency, min: 100, max: 5000, targets: ['latency_p99<=2s']}
 
 They say how to run the scenario, not what it is, so they are not part of :class:`Scenario`:
-:func:`sim.model.scenario.split_experiment` sets them aside, and this module reads them. Each sweep
+:func:`sim.model.scenario.split_experiment` sets them aside, :mod:`sim.experiments.specs` validates
+them (pydantic models, like the scenario), and this module builds the points. Each sweep
 point is the base raw data with the point's values applied (like ``--set``) and validated
 like any scenario, so a bad sweep value gets the usual one-line error, naming
 ``sweep.<key>``. Every point is validated when the experiment is loaded, so ``qsim check``
