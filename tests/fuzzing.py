@@ -231,7 +231,7 @@ def _small(ok_line: str, max_requests: float) -> bool:
     import re
 
     match = re.search(r"~([\d,]+) requests", ok_line)
-    runs = re.search(r"(\d+) runs", ok_line)
+    runs = re.search(r"sweep of (\d+) points", ok_line)
     if match is None:
         return False
     total = float(match.group(1).replace(",", "")) * (int(runs.group(1)) if runs else 1)

@@ -25,7 +25,7 @@ from tests import fuzzing
 BASES = fuzzing.bases()
 
 
-@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=500, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(name=st.sampled_from(sorted(BASES)), rng=st.randoms(use_true_random=False), changes=st.integers(1, 3))
 def test_mutated_scenarios_end_in_a_run_or_one_error_line(name: str, rng: random.Random, changes: int) -> None:
     mutant, touched = fuzzing.mutate(BASES[name], rng, changes)

@@ -295,3 +295,12 @@ def test_an_error_quotes_only_a_short_prefix_of_a_bad_row(tmp_path: Path, capsys
     assert f"row 3 of {str(tmp_path / 'arrivals.csv')!r} starts {secret[:40] + '...'!r}, not a number" in line
     assert secret[:41] not in line
     assert len(line) < 400
+
+
+def test_a_percentile_whose_column_is_taken_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Found by the campaign: 9.99 and the always-reported 99.9 both make column latency_p999; the
+    # summary then had two columns of one name and the run died in pandas (ValueError).
+    path = scenario_file(tmp_path, report={"percentiles": [50, 9.99]})
+    line = one_error(capsys, "run", path, "--out", tmp_path / "out")
+    assert line == (f"{path}: report.percentiles.1: got 9.99; its column would be latency_p999, the column of "
+                    "the 99.9th percentile (always reported); choose another percentile")

@@ -180,12 +180,22 @@ class Scenario(Strict):
                 ("warmup",),
                 self.warmup,
             )
+        self._check_percentiles()
+        return self
+
+    def _check_percentiles(self) -> None:
+        """Each percentile names its own column: 99.9 and 9.99 would both be ``latency_p999``."""
         names = [percentile_column(p) for p in self.report.percentiles]
         if len(set(names)) != len(names):
             raise FieldError(
                 "percentiles must differ; remove the repeated one", ("report", "percentiles"), self.report.percentiles
             )
-        return self
+        for index, percentile in enumerate(self.report.percentiles):
+            for other in DEFAULT_PERCENTILES:
+                if percentile != other and percentile_column(percentile) == percentile_column(other):
+                    raise FieldError(f"its column would be latency_{percentile_column(other)}, the column of the "
+                                     f"{other:g}th percentile (always reported); choose another percentile",
+                                     ("report", "percentiles", index), percentile)
 
     def _topology(self) -> list[StageSpec]:
         """The stages to build: the given ``stages``, or one stage from ``queue`` and ``consumers``."""

@@ -11,7 +11,8 @@ retention period or the run). :mod:`sim.experiments.budget` turns these counts i
 and time.
 
 The backlog is what an unbounded entry queue holds when the arrivals stop, if they bring
-more work than its consumers can do meanwhile: ``(lambda - c / E[S]) x duration`` (client
+more work than its consumers can do meanwhile: ``(lambda - c / E[S]) x duration``, less the
+``c`` requests in service (client
 patience is ignored: an upper bound). ``qsim check`` shows it: without ``until``, the run
 goes on until it is served.
 """
@@ -139,7 +140,8 @@ def workload(scenario: Scenario) -> Workload:
 
 
 def _backlog(scenario: Scenario) -> float:
-    """Requests left in unbounded entry queues when arrivals stop: ``(lambda - c / E[S]) x duration``."""
+    """Requests waiting in unbounded entry queues when arrivals stop: ``(lambda - c / E[S]) x duration``,
+    less the ``c`` in service."""
     total = 0.0
     for index, stage in enumerate(scenario.stage_list):
         if stage.queue.capacity is not None or stage.queue.delivery is not None:
@@ -161,7 +163,8 @@ def _backlog(scenario: Scenario) -> float:
         if not math.isfinite(work):  # service times beyond any run: every request waits
             total += count
             continue
-        excess = work - stage.consumers.concurrency * max(0.0, last - first)
+        concurrency = stage.consumers.concurrency
+        excess = work - concurrency * max(0.0, last - first)  # work left when the arrivals stop
         if excess > 0:
-            total += min(count, excess / (work / count))
+            total += max(0.0, min(count, excess / (work / count)) - concurrency)  # the c in service do not wait
     return total
