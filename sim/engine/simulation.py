@@ -215,7 +215,7 @@ def _run(kernel: Kernel, until: float | None, horizon: float, progress: ClockCal
     """
     if progress is not None and share is not None:
         end = until if until is not None else horizon
-        step = end / 200 if math.isfinite(end) and end > 0 else 1.0
+        step = max(end / 200, 1e-6) if math.isfinite(end) and end > 0 else 1.0  # > 0: a zero step never ends
         tick = Reusable(kernel)
         last = time.perf_counter()
 
