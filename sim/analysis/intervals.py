@@ -15,7 +15,7 @@ from numpy.typing import NDArray
 
 from sim.engine.records import REJECTED
 from sim.engine.simulation import RunRecords
-from sim.engine.tally import MAX_BUCKETS, factor, widening
+from sim.engine.tally import MAX_BUCKETS, bucket_count, factor, widening
 
 __all__ = ["MAX_BUCKETS", "Intervals", "StepFunction", "bucket_edges"]
 
@@ -196,6 +196,6 @@ def bucket_edges(end: float, bucket: float) -> tuple[Floats, float]:
         wanted = end / MAX_BUCKETS
         magnitude = 10.0 ** math.floor(math.log10(wanted))
         width = next((m * magnitude for m in (1.0, 2.0, 5.0) if m * magnitude >= wanted), 10.0 * magnitude)
-    count = max(1, math.ceil(end / width - 1e-9))
+    count = bucket_count(end, width)
     edges: Floats = np.arange(count + 1, dtype=np.float64) * width
     return edges, float(width)

@@ -47,6 +47,7 @@ from sim.engine.tally import (
     WASTED,
     WIDTH,
     Tally,
+    bucket_count,
 )
 from sim.model.schema import Scenario, percentile_column
 
@@ -141,7 +142,7 @@ def streamed_timeseries(records: RunRecords) -> pd.DataFrame:
     assert tally is not None
     end = records.end_time
     width = float(tally.scalars[WIDTH])
-    count = max(1, math.ceil(end / width - 1e-9))
+    count = bucket_count(end, width)
     edges = np.arange(count + 1, dtype=np.float64) * width
     widths = np.minimum(edges[1:], end) - edges[:-1]
 

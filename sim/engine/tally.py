@@ -70,10 +70,17 @@ def factor(step: int) -> int:
     return int((2 if step % 2 else 1) * 10 ** (step // 2))
 
 
+def bucket_count(end: float, width: float) -> int:
+    """How many buckets of ``width`` cover ``[0, end]``: at least one, and the last edge at or past ``end``
+    (``end`` a hair past a whole number of buckets, by rounding, does not open one more)."""
+    count = max(1, math.ceil(end / width - 1e-9))
+    return count + 1 if count * width < end else count
+
+
 def widening(end: float, bucket: float) -> int:
     """The first widening step whose bucket covers ``[0, end]`` in at most :data:`MAX_BUCKETS`."""
     step = 0
-    while math.ceil(end / (bucket * factor(step)) - 1e-9) > MAX_BUCKETS:
+    while bucket_count(end, bucket * factor(step)) > MAX_BUCKETS:
         step += 1
     return step
 

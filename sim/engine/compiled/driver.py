@@ -29,6 +29,7 @@ from sim.engine.tally import (
     OUTCOME_BASE,
     OVERDUE,
     Tally,
+    bucket_count,
     factor,
     grown,
     merge_buckets,
@@ -311,7 +312,7 @@ def _close(arrays: at.Arrays, end: float) -> at.Arrays:
     width = float(tally.scalars[TALLY_WIDTH])
     tally = grown(tally, int(end / width) + 2)
     arrays = arrays._replace(tally=tally)
-    close_tally(arrays, end, max(1, math.ceil(end / width - 1e-9)))
+    close_tally(arrays, end, bucket_count(end, width))
     _count_live(arrays, end)
     step, final = int(tally.flags[FACTOR_STEP]), widening(end, float(tally.scalars[BASE_WIDTH]))
     if final > step:
