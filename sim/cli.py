@@ -25,7 +25,9 @@ from sim.experiments.executors import Executor, ExecutorError, InProcess, make_e
 from sim.experiments.runner import Result, Runner, SweepResult, run_experiment
 from sim.experiments.sweep import experiment_from_dict, load_experiment, starting_replications
 from sim.model.engines import ENGINES
+from sim.model.keeping import requests_kept
 from sim.model.scenario import ScenarioError, parse_override, read_scenario_data, split_experiment
+from sim.model.schema import Scenario
 from sim.output.progress import ProgressBar as _ProgressBar
 from sim.output.progress import note as _note
 from sim.output.tables import format_comparison, format_summary, format_sweep, plan_text
@@ -196,6 +198,7 @@ def _run(args: argparse.Namespace) -> int:
         axes = ", ".join(experiment.axes) or "none: this scenario has no sweep"
         raise ScenarioError(f"--x {args.x}: not a swept field; give one of: {axes}")
     out = _out(args, experiment.name)
+    _note_streaming([point.scenario for point in experiment.points])
     replications = starting_replications(experiment)
     runs = len(experiment.points) * replications
     many = len(experiment.points) > 1
@@ -230,6 +233,13 @@ def _run(args: argparse.Namespace) -> int:
             print(f"\n{runner.cached} runs from the cache, {runner.computed} computed (--fresh to recompute)")
         print(f"\nresults written to {out}/")
     return 0
+
+
+def _note_streaming(scenarios: list[Scenario]) -> None:
+    """One line on stderr when ``report.requests: auto`` keeps no rows (the first such point says why)."""
+    notes = [note for note in (requests_kept(scenario).note for scenario in scenarios) if note]
+    if notes:
+        _note(notes[0])
 
 
 def _check(args: argparse.Namespace) -> int:

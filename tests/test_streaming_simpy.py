@@ -12,6 +12,7 @@ run keeps every row, and those rows must equal the exact run's, value for value.
 
 from __future__ import annotations
 
+import json
 import resource
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sim
+from sim.cli import main
 from sim.engine import rows as row_store
 from sim.engine.compiled import replay
 from sim.engine.records import COMPLETED, DROPPED, EXPIRED, IN_SYSTEM, LATE, REJECTED
@@ -256,3 +258,47 @@ def test_expected_rows_count_stage_visits_and_attempts() -> None:
     endless = make_scenario(until="1h", producers=[{"arrivals": {"process": "piecewise",
                                                                  "rates": [[0, "10/s"], ["30min", "0/s"]]}}])
     assert keeping.expected_rows(endless) == 18_000
+
+
+def test_a_streamed_run_writes_no_request_table_and_draws_latency_from_the_sketch(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(SCENARIO)
+    assert main(["run", str(path), "--out", str(tmp_path / "none"), "--set", "report.requests=none"]) == 0
+    out = capsys.readouterr().out
+    assert "requests kept: none" in out
+    folder = tmp_path / "none"
+    assert not (folder / "requests.parquet").exists()
+    assert json.loads((folder / "manifest.json").read_text())["requests_kept"] == "none"
+    assert (folder / "figures" / "latency.png").stat().st_size > 10_000  # drawn from the sketch, not empty
+    assert main(["run", str(path), "--out", str(tmp_path / "sample"), "--set", "report.requests=sample 50"]) == 0
+    assert "requests kept: sample of 50" in capsys.readouterr().out
+    assert len(pd.read_parquet(tmp_path / "sample" / "requests.parquet")) == 50
+    assert json.loads((tmp_path / "sample" / "manifest.json").read_text())["requests_kept"] == "sample of 50"
+
+
+def test_auto_says_on_stderr_and_in_the_manifest_when_it_keeps_no_rows(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(SCENARIO)
+    monkeypatch.setattr(keeping, "ROWS_KEPT_UP_TO", 299)  # the scenario sends 300 requests
+    assert main(["run", str(path), "--out", str(tmp_path / "auto")]) == 0
+    captured = capsys.readouterr()
+    notes = [line for line in captured.err.splitlines() if "report.requests: auto keeps no per-request rows" in line]
+    assert len(notes) == 1
+    assert "requests kept: none" in captured.out
+    manifest = json.loads((tmp_path / "auto" / "manifest.json").read_text())
+    assert manifest["requests_kept"] == "none"
+    assert "300 expected" in manifest["requests_note"]
+
+
+SCENARIO = """\
+name: small
+engine: simpy
+producers:
+  - arrivals: {process: poisson, rate: 60/s, count: 300}
+    timeout: 100ms
+consumers:
+  concurrency: 2
+  service: {dist: exponential, mean: 30ms}
+"""

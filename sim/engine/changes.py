@@ -61,8 +61,8 @@ def job_changes(tally: Tally, rows: Rows, brokered: NDArray[np.bool_]) -> tuple[
     views = _views(tally, rows, stages=True)
     started = ~np.isnan(rows.start)
     admitted = rows.outcome != REJECTED
-    leave_queue = np.where(started, rows.start, rows.finish)
-    parts = [_steps(rows.arrival, leave_queue, admitted & ~(leave_queue <= rows.arrival), views | QUEUE)]
+    dequeued = np.where(started, rows.start, rows.finish)
+    parts = [_steps(rows.arrival, dequeued, admitted & ~(dequeued <= rows.arrival), views | QUEUE)]
     busy = started & ~brokered[rows.stage] & ~(rows.finish <= rows.start)
     parts.append(_steps(rows.start, rows.finish, busy, views | BUSY))
     if tally.flags[STAGE_VIEWS] > 0:

@@ -26,6 +26,8 @@ import yaml
 
 from sim.experiments.replication import Run
 from sim.experiments.runner import Result, SweepResult
+from sim.model.keeping import requests_kept
+from sim.model.schema import Scenario
 from sim.output import webpage as html
 from sim.output.tables import comparison_text, plan_text, sweep_table
 
@@ -71,10 +73,17 @@ def manifest(result: Result, seed: int, wall_time: float, executor: str = "in-pr
         "timeseries_bucket_seconds": result.runs[0].timeseries.attrs.get("bucket"),
         "executor": executor,
         "engine": result.runs[0].records.engine,
+        **_kept(scenario),
     }
     if scenario.warmup == "auto":
         found["warmup_seconds"] = result.warmups  # per replication, as MSER-5 chose
     return _common(wall_time, **found)
+
+
+def _kept(scenario: Scenario) -> dict[str, str]:
+    """What the run kept of its requests (``all``, ``sample of N``, ``none``) and why, for the manifest."""
+    keeping = requests_kept(scenario)
+    return {"requests_kept": keeping.label, **({"requests_note": keeping.note} if keeping.note else {})}
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
@@ -173,7 +182,10 @@ def _tables(folder: Path, summary: pd.DataFrame, estimates: pd.DataFrame) -> lis
 
 
 def _write_requests(run: Run, folder: Path, phase: Phase | None = None) -> list[Path]:
-    """``requests.parquet`` and, when it differs from the requests, ``jobs.parquet`` (attempts or stage visits)."""
+    """``requests.parquet`` and, when it differs from the requests, ``jobs.parquet`` (attempts or stage visits);
+    with ``report.requests: sample N`` only the sample's rows (the manifest says so), with ``none`` neither."""
+    if run.records.tally is not None and len(run.records.columns) == 0:
+        return []  # nothing was kept: the summary and time series were streamed
     _told(phase, "writing requests.parquet")
     run.requests.to_parquet(folder / "requests.parquet", index=False)
     jobs = run.jobs
@@ -211,7 +223,8 @@ def write_results(result: Result, out: Path, *, seed: int, wall_time: float, fig
             estimated = result.estimates[["stat", *(c for c in columns if c in result.estimates.columns)]]
             sections.append(("Estimates (95 % CI)", _markdown_table(estimated), html.table(estimated)))
         sections.append(_scenario_section(scenario.raw))
-        meta = f"seed {seed}, {result.replications} replication(s), {executor}"
+        meta = (f"seed {seed}, {result.replications} replication(s), {executor}; "
+                f"requests kept: {requests_kept(scenario).label}")
         reports = _reports(folder, scenario.name, scenario.description, sections, saved, meta)
         return [*produced, *saved.values(), *reports]
 
@@ -226,7 +239,7 @@ def run_figures(result: Result) -> dict[str, Figure]:
     title = f"{scenario.name} (replication 0)"
     first = result.runs[0]
     return {
-        "latency": plots.latency_figure(first.requests, title),
+        "latency": plots.latency_figure(first.requests, title, first.records.tally),
         "timeseries": plots.timeseries_figure(first.timeseries, scenario.concurrency, title),
         "outcomes": plots.outcomes_figure(result.summary, title),
     }
@@ -258,7 +271,7 @@ def write_sweep(result: SweepResult, out: Path, *, wall_time: float, figures: bo
             as_written=experiment.raw, as_run=experiment.base.model_dump(mode="json"), executor=result.executor,
             engines=sorted(set(result.summary["engine"].dropna())) if "engine" in result.summary else [],
             runs_computed=result.computed, runs_from_cache=result.cached,
-            requests_file="replication 0 of point 0"))
+            requests_file="replication 0 of point 0", **_kept(result.points[0].scenario)))
         produced += [Path("timeseries.csv"), Path("manifest.json")]
         saved = _drawn(lambda: sweep_figures(result, x), folder, phase) if figures else {}
         table = sweep_table(result)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from sim.analysis.estimates import headline, key_columns, stat_rows
 from sim.experiments.targets import format_target_value
+from sim.model.keeping import requests_kept
 from sim.model.units import format_duration
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ def format_summary(result: Result) -> str:
     note = f"{result.replications} replications: mean [95% CI]" if aggregated else "1 replication"
     if "engine" in summary.columns:
         note += f"; {summary['engine'].iloc[0]} engine"
+    note += f"; requests kept: {requests_kept(scenario).label}"
     return f"{heading}\n{note}\n{table.to_string()}"
 
 
