@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean docs-images
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 
 demo: $(RUN_STAMP)
 	$(BIN)/qsim run scenarios/burst-2k-vs-20k.yaml
+
+# What the README shows (docs/images/*.png, docs/flagship-summary.txt), from the bundled scenarios.
+docs-images: $(RUN_STAMP)
+	$(BIN)/python scripts/docs_images.py
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check sim tests benchmarks

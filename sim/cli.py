@@ -24,13 +24,14 @@ from sim.experiments.cache import ResultCache
 from sim.experiments.executors import Executor, ExecutorError, InProcess, make_executor
 from sim.experiments.runner import Result, Runner, SweepResult, run_experiment
 from sim.experiments.sweep import experiment_from_dict, load_experiment, starting_replications
+from sim.experiments.targets import metric_columns
 from sim.model.engines import ENGINES
 from sim.model.keeping import requests_kept
 from sim.model.scenario import ScenarioError, parse_override, read_scenario_data, split_experiment
 from sim.model.schema import Scenario
 from sim.output.progress import ProgressBar as _ProgressBar
 from sim.output.progress import note as _note
-from sim.output.tables import format_comparison, format_summary, format_sweep, plan_text
+from sim.output.tables import format_comparison, format_summary, format_sweep, parse_metrics, plan_text
 
 __all__ = ["EXIT_BAD_INPUT", "format_summary", "main"]
 
@@ -87,6 +88,10 @@ def _shared() -> tuple[_Parser, _Parser]:
     return scenario, execution
 
 
+METRICS_HELP = ("the summary columns the terminal table shows, in this order, e.g. latency_p99,timeout_rate,goodput "
+                "(default: the main ones, without those that are zero everywhere)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="qsim", description="Discrete-event simulation of queues in front of bounded compute.")
     parser.add_argument("--version", action="version", version=f"qsim {__version__}")
@@ -100,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     running.add_argument("--x", metavar="KEY.PATH", help="the swept field on the curves' x axis (default: the first)")
     running.add_argument("--no-requests", action="store_true",
                          help="skip requests.parquet and jobs.parquet (one row per request: large for big runs)")
+    running.add_argument("--metrics", metavar="M1,M2,...", help=METRICS_HELP)
     checking = commands.add_parser("check", help="validate scenario files (and their sweeps) without running them")
     checking.add_argument("scenarios", type=Path, nargs="+")
     comparing = commands.add_parser("compare", parents=[scenario, execution],
@@ -107,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     comparing.add_argument("scenarios", type=Path, nargs="+")
     comparing.add_argument("--vary", metavar="KEY.PATH=V1,V2,...",
                            help="compare values of one field of one scenario, e.g. queue.discipline=fifo,lifo")
+    comparing.add_argument("--metrics", metavar="M1,M2,...", help=METRICS_HELP)
     planning = commands.add_parser("plan", parents=[scenario, execution],
                                    help="find the smallest capacity (or largest load) that meets targets")
     planning.add_argument("scenario", type=Path)
@@ -197,6 +204,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.x is not None and args.x not in experiment.axes:
         axes = ", ".join(experiment.axes) or "none: this scenario has no sweep"
         raise ScenarioError(f"--x {args.x}: not a swept field; give one of: {axes}")
+    metrics = parse_metrics(args.metrics, metric_columns(experiment.base))
     out = _out(args, experiment.name)
     _note_streaming([point.scenario for point in experiment.points])
     replications = starting_replications(experiment)
@@ -217,13 +225,13 @@ def _run(args: argparse.Namespace) -> int:
     if isinstance(result, SweepResult):
         _written(out, lambda: report.write_sweep(result, out, wall_time=wall_time, x=args.x, figures=figures,
                                                  requests=requests, phase=phase))
-        text = format_sweep(result)
+        text = format_sweep(result, metrics)
     else:
         assert isinstance(result, Result)
         _written(out, lambda: report.write_results(result, out, seed=experiment.base.seed, wall_time=wall_time,
                                                    executor=runner.executor.description, figures=figures,
                                                    requests=requests, phase=phase))
-        text = format_summary(result)
+        text = format_summary(result, metrics)
     if args.json:
         print(json.dumps({"summary": json.loads(result.summary.to_json(orient="records")),
                           "estimates": json.loads(result.estimates.to_json(orient="records"))}, indent=2))
@@ -278,6 +286,7 @@ def _compare(args: argparse.Namespace) -> int:
             raise ScenarioError("compare: give two or more scenario files, or one with --vary key=v1,v2")
         arms = compare.arms_from_files(args.scenarios, overrides)
     first = arms.points[0].scenario
+    metrics = parse_metrics(args.metrics, metric_columns(first))
     replications = args.replications or (first.replications if first.replications >= 2
                                          else compare.DEFAULT_REPLICATIONS)
     out = _out(args, arms.name)
@@ -289,7 +298,7 @@ def _compare(args: argparse.Namespace) -> int:
     if args.json:
         print(comparison.table.to_json(orient="records", indent=2))
     else:
-        print(format_comparison(comparison))
+        print(format_comparison(comparison, metrics))
         print(f"\nresults written to {out}/")
     return 0
 

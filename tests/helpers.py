@@ -1,8 +1,9 @@
-"""Shared helpers: scenarios built from small dicts, and exact traces of runs."""
+"""Shared helpers: scenarios built from small dicts, exact traces of runs, the CLI runner's type."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,9 @@ from sim.experiments.runner import Result
 from sim.model.schema import Scenario
 
 ROOT = Path(__file__).resolve().parents[1]
+
+Cli = Callable[..., tuple[int, str, str]]
+"""The ``qsim`` fixture (tests/conftest.py): ``qsim(*argv)`` -> ``(exit code, stdout, stderr)``."""
 
 BASE: dict[str, Any] = {
     "name": "test",

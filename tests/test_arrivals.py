@@ -3,8 +3,10 @@
 Counts of a Poisson process over a span with expected count m are Poisson(m), so their
 standard error is sqrt(m); counts of n uniform points in a bin of probability p are
 binomial, standard error sqrt(n p (1 - p)). Tests allow 5 standard errors (a correct
-process fails by chance with probability under 1e-6; the seed is fixed anyway). Exact
-properties (order, bounds, counts asked for) are checked exactly.
+process fails by chance with probability under 1e-6; the seed is fixed anyway), so a count
+whose expectation m is off by a relative bias b fails with probability 99.9 % once
+b >= (5 + 3.09) / sqrt(m): 2.6 % at m = 100,000, 1.8 % at 200,000. The counts below are
+sized for 3 % or less. Exact properties (order, bounds, counts asked for) are checked exactly.
 """
 
 from __future__ import annotations
@@ -71,11 +73,11 @@ def test_poisson_count_stops_after_exactly_count_arrivals_across_blocks() -> Non
 
 
 def test_poisson_starts_at_start_and_stops_at_whichever_limit_comes_first() -> None:
-    _, times = draw(a.PoissonArrivals(100.0, start=30.0, stop=40.0))
+    _, times = draw(a.PoissonArrivals(10_000.0, start=30.0, stop=40.0))
     assert times[0] >= 30.0
     assert times[-1] < 40.0
-    assert within_standard_errors(len(times), 1000, math.sqrt(1000))
-    _, few = draw(a.PoissonArrivals(100.0, start=30.0, stop=40.0, count=10))
+    assert within_standard_errors(len(times), 100_000, math.sqrt(100_000))  # catches 2.6 %
+    _, few = draw(a.PoissonArrivals(10_000.0, start=30.0, stop=40.0, count=10))
     assert len(few) == 10
     assert np.array_equal(few, times[:10])  # count cuts the same stream
     _, stopped = draw(a.PoissonArrivals(100.0, start=30.0, stop=31.0, count=10_000))
@@ -118,13 +120,13 @@ def test_constant_arrivals_ignore_the_random_stream() -> None:
 
 
 def test_burst_spreads_exactly_count_arrivals_uniformly_over_the_window() -> None:
-    count, at, over = 20_000, 5.0, 2.0
+    count, at, over = 2_000_000, 5.0, 2.0
     blocks, times = draw(a.BurstArrivals(count, over=over, at=at))
     assert_blocks_well_formed(blocks)
     assert len(times) == count
     assert times.min() >= at
     assert times.max() < at + over
-    # Ten equal bins: each binomial(count, 1/10).
+    # Ten equal bins: each binomial(count, 1/10), 200,000 expected (catches a 1.7 % bias).
     per_bin, _ = np.histogram(times, bins=10, range=(at, at + over))
     assert all(within_standard_errors(c, count / 10, math.sqrt(count * 0.1 * 0.9)) for c in per_bin)
 
@@ -140,7 +142,8 @@ def test_a_burst_over_zero_seconds_arrives_all_at_once() -> None:
 
 
 def test_piecewise_rates_hold_per_segment() -> None:
-    segments = ((0.0, 100.0), (10.0, 1000.0), (20.0, 0.0), (30.0, 50.0))
+    # 100,000, 1,000,000, 0 and 200,000 expected per segment (catches 2.6 %, 0.8 %, -, 1.8 %).
+    segments = ((0.0, 10_000.0), (10.0, 100_000.0), (20.0, 0.0), (30.0, 20_000.0))
     blocks, times = draw(a.PiecewiseArrivals(segments, stop=40.0))
     assert_blocks_well_formed(blocks)
     assert times[0] >= 0
@@ -241,7 +244,7 @@ def test_two_producers_are_interleaved_in_time_with_exact_counts() -> None:
 
 
 def test_poisson_arrivals_in_a_run_have_the_requested_rate() -> None:
-    requests = _run_arrivals({"process": "poisson", "rate": "2000/s", "stop": "10s"})
-    expected = 2000 * 10
+    requests = _run_arrivals({"process": "poisson", "rate": "20000/s", "stop": "10s"})
+    expected = 20_000 * 10  # catches a 1.8 % bias
     assert within_standard_errors(len(requests), expected, math.sqrt(expected))
     assert requests["arrival"].max() < 10.0

@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sim.cli import EXIT_BAD_INPUT, main
-from tests.helpers import ROOT
+from sim.cli import EXIT_BAD_INPUT
+from tests.helpers import ROOT, Cli
 
 SCENARIO = """\
 # A small M/M/2 with a client timeout: fast enough for a command-line test.
@@ -49,11 +49,6 @@ def scenario(tmp_path: Path) -> Path:
     return path
 
 
-def qsim(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    code = main([str(arg) for arg in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -71,9 +66,9 @@ def assert_one_error_line(err: str, *words: str) -> None:
 # --- qsim run -------------------------------------------------------------------------------
 
 
-def test_run_writes_the_results_folder(scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_writes_the_results_folder(scenario: Path, tmp_path: Path, qsim: Cli) -> None:
     out = tmp_path / "results"
-    code, stdout, err = qsim(capsys, "run", scenario, "--out", out)
+    code, stdout, err = qsim("run", scenario, "--out", out)
     assert code == 0, err
     for name in OUTPUTS:
         assert (out / name).stat().st_size > 0, name
@@ -114,8 +109,8 @@ def test_run_writes_the_results_folder(scenario: Path, tmp_path: Path, capsys: p
     assert err == ""
 
 
-def test_run_json_prints_the_summary_rows(scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, stdout, _ = qsim(capsys, "run", scenario, "--out", tmp_path / "out", "--json", "--no-figures")
+def test_run_json_prints_the_summary_rows(scenario: Path, tmp_path: Path, qsim: Cli) -> None:
+    code, stdout, _ = qsim("run", scenario, "--out", tmp_path / "out", "--json", "--no-figures")
     assert code == 0
     printed = json.loads(stdout)  # nothing but JSON on stdout
     rows = printed["summary"]
@@ -130,10 +125,10 @@ def test_run_json_prints_the_summary_rows(scenario: Path, tmp_path: Path, capsys
 
 
 def test_no_figures_writes_everything_but_figures(
-    scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    scenario: Path, tmp_path: Path, qsim: Cli
 ) -> None:
     out = tmp_path / "out"
-    code, _, _ = qsim(capsys, "run", scenario, "--out", out, "--no-figures")
+    code, _, _ = qsim("run", scenario, "--out", out, "--no-figures")
     assert code == 0
     assert all((out / name).exists() for name in OUTPUTS)
     assert not list(out.rglob("*.png"))
@@ -141,10 +136,10 @@ def test_no_figures_writes_everything_but_figures(
 
 
 def test_seed_and_replications_override_the_scenario(
-    scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    scenario: Path, tmp_path: Path, qsim: Cli
 ) -> None:
     out = tmp_path / "out"
-    code, stdout, _ = qsim(capsys, "run", scenario, "--out", out, "--no-figures", "--seed", "5", "--replications", "3")
+    code, stdout, _ = qsim("run", scenario, "--out", out, "--no-figures", "--seed", "5", "--replications", "3")
     assert code == 0
     per_run = pd.read_csv(out / "summary.csv")
     assert per_run["replication"].tolist() == [0, 1, 2]
@@ -161,11 +156,11 @@ def test_seed_and_replications_override_the_scenario(
 
 
 def test_seed_changes_the_numbers_and_the_scenario_seed_is_the_default(
-    scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    scenario: Path, tmp_path: Path, qsim: Cli
 ) -> None:
     def latency(*extra: str) -> float:
         out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
-        assert qsim(capsys, "run", scenario, "--out", out, "--no-figures", *extra)[0] == 0
+        assert qsim("run", scenario, "--out", out, "--no-figures", *extra)[0] == 0
         return float(pd.read_csv(out / "summary.csv")["latency_mean"].iloc[0])
 
     default = latency()
@@ -174,10 +169,10 @@ def test_seed_changes_the_numbers_and_the_scenario_seed_is_the_default(
 
 
 def test_set_overrides_fields_before_validation(
-    scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    scenario: Path, tmp_path: Path, qsim: Cli
 ) -> None:
     out = tmp_path / "out"
-    code, _, err = qsim(capsys, "run", scenario, "--out", out, "--no-figures", "--json",
+    code, _, err = qsim("run", scenario, "--out", out, "--no-figures", "--json",
                         "--set", "producers.0.arrivals.count=50", "--set", "queue.capacity=0",
                         "--set", "consumers.service.mean=1s")
     assert code == 0, err
@@ -191,10 +186,10 @@ def test_set_overrides_fields_before_validation(
 
 
 def test_the_same_seed_gives_the_same_numbers(
-    scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    scenario: Path, tmp_path: Path, qsim: Cli
 ) -> None:
     for out in ("first", "second"):
-        assert qsim(capsys, "run", scenario, "--out", tmp_path / out, "--no-figures", "--replications", "2")[0] == 0
+        assert qsim("run", scenario, "--out", tmp_path / out, "--no-figures", "--replications", "2")[0] == 0
     first, second = (pd.read_csv(tmp_path / out / "summary.csv") for out in ("first", "second"))
     pd.testing.assert_frame_equal(first.drop(columns="wall_time"), second.drop(columns="wall_time"))
     series = [pd.read_csv(tmp_path / out / "timeseries.csv") for out in ("first", "second")]
@@ -220,12 +215,12 @@ def test_the_same_seed_gives_the_same_numbers(
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_leaves_results_untouched(
-    scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], words: list[str]
+    scenario: Path, tmp_path: Path, qsim: Cli, args: list[str], words: list[str]
 ) -> None:
     out = tmp_path / "out"
-    assert qsim(capsys, "run", scenario, "--out", out, "--no-figures")[0] == 0
+    assert qsim("run", scenario, "--out", out, "--no-figures")[0] == 0
     before = snapshot(out)
-    code, stdout, err = qsim(capsys, "run", scenario, "--out", out, *args)
+    code, stdout, err = qsim("run", scenario, "--out", out, *args)
     assert code == EXIT_BAD_INPUT
     assert stdout == ""
     assert_one_error_line(err, *words)
@@ -233,27 +228,27 @@ def test_bad_input_exits_2_with_one_line_and_leaves_results_untouched(
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temporary files left
 
 
-def test_a_bad_scenario_file_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_bad_scenario_file_writes_nothing(tmp_path: Path, qsim: Cli) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(SCENARIO.replace("concurrency: 2", "concurrency: 0"))
-    code, _, err = qsim(capsys, "run", bad, "--out", tmp_path / "out")
+    code, _, err = qsim("run", bad, "--out", tmp_path / "out")
     assert code == EXIT_BAD_INPUT
     assert_one_error_line(err, f"{bad}: consumers.concurrency: got 0")
     assert not (tmp_path / "out").exists()
 
 
-def test_out_must_be_a_folder(scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_out_must_be_a_folder(scenario: Path, tmp_path: Path, qsim: Cli) -> None:
     out = tmp_path / "taken"
     out.write_text("keep me")
-    code, _, err = qsim(capsys, "run", scenario, "--out", out, "--no-figures")
+    code, _, err = qsim("run", scenario, "--out", out, "--no-figures")
     assert code == EXIT_BAD_INPUT
     assert_one_error_line(err, f"--out {out}: got a file")
     assert out.read_text() == "keep me"
 
 
 @pytest.mark.parametrize("args", [[], ["frobnicate"], ["run"], ["check"]])
-def test_usage_errors_are_one_line_too(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
-    code, _, err = qsim(capsys, *args)
+def test_usage_errors_are_one_line_too(qsim: Cli, args: list[str]) -> None:
+    code, _, err = qsim(*args)
     assert code == EXIT_BAD_INPUT
     assert_one_error_line(err, "--help")
 
@@ -262,22 +257,22 @@ def test_usage_errors_are_one_line_too(capsys: pytest.CaptureFixture[str], args:
 
 
 def test_check_validates_without_running(
-    scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    scenario: Path, tmp_path: Path, qsim: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    code, stdout, err = qsim(capsys, "check", scenario)
+    code, stdout, err = qsim("check", scenario)
     assert (code, err) == (0, "")
     assert stdout == f"{scenario}: ok (small, 1 producer(s))\n"
     assert [p.name for p in tmp_path.iterdir()] == ["small.yaml"]  # no results folder written
 
 
 def test_check_reports_every_bad_file_on_its_own_line(
-    scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    scenario: Path, tmp_path: Path, qsim: Cli
 ) -> None:
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text(SCENARIO.replace("capacity: 20", "capacity: 20\n  capasity: 3"))
     missing = tmp_path / "missing.yaml"
-    code, stdout, err = qsim(capsys, "check", unknown, scenario, missing)
+    code, stdout, err = qsim("check", unknown, scenario, missing)
     assert code == EXIT_BAD_INPUT
     assert stdout == f"{scenario}: ok (small, 1 producer(s))\n"
     assert err.splitlines() == [
@@ -287,10 +282,10 @@ def test_check_reports_every_bad_file_on_its_own_line(
     ]
 
 
-def test_every_bundled_scenario_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_bundled_scenario_is_valid(qsim: Cli) -> None:
     bundled = sorted((ROOT / "scenarios").glob("*.yaml"))
     assert bundled
-    code, stdout, err = qsim(capsys, "check", *bundled)
+    code, stdout, err = qsim("check", *bundled)
     assert (code, err) == (0, "")
     assert stdout.count(": ok (") == len(bundled)
 

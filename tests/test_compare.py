@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from sim.cli import EXIT_BAD_INPUT, main
+from sim.cli import EXIT_BAD_INPUT
 from sim.experiments.compare import arms_from_files, arms_from_vary, compare
 from sim.experiments.executors import InProcess
 from sim.experiments.runner import Runner
+from tests.helpers import Cli
 
 # A burst into a small pool with a 1 s client timeout: FIFO serves dead requests, LIFO live ones.
 BURST = """\
@@ -42,11 +43,6 @@ def burst(tmp_path: Path) -> Path:
     path.write_text(BURST)
     return path
 
-
-def qsim(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    code = main([str(arg) for arg in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_vary_compares_disciplines_on_common_random_numbers(burst: Path) -> None:
@@ -78,11 +74,11 @@ def test_pairing_removes_the_noise_both_arms_share(burst: Path) -> None:
     assert (b - a).std(ddof=1) < 0.5 * a.std(ddof=1)
 
 
-def test_compare_files_from_the_command_line(burst: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_compare_files_from_the_command_line(burst: Path, tmp_path: Path, qsim: Cli) -> None:
     other = tmp_path / "small-burst-lifo.yaml"
     other.write_text(BURST.replace("name: small-burst", "name: small-burst-lifo").replace("fifo", "lifo"))
     out = tmp_path / "cmp"
-    code, stdout, err = qsim(capsys, "compare", burst, other, "--out", out, "--workers", "1", "--replications", "4")
+    code, stdout, err = qsim("compare", burst, other, "--out", out, "--workers", "1", "--replications", "4")
     assert code == 0, err
     assert "4 replications each, seed 9" in stdout
     assert "small-burst-lifo vs small-burst" in stdout
@@ -94,7 +90,7 @@ def test_compare_files_from_the_command_line(burst: Path, tmp_path: Path, capsys
     for name in ("latency-cdf.png", "timeseries.png"):
         assert (out / "figures" / name).stat().st_size > 10_000
     assert (out / "report.html").stat().st_size > 0
-    code, stdout, _ = qsim(capsys, "compare", burst, other, "--out", out, "--workers", "1", "--replications", "4",
+    code, stdout, _ = qsim("compare", burst, other, "--out", out, "--workers", "1", "--replications", "4",
                            "--json", "--no-figures")
     assert code == 0
     assert json.loads(stdout)[0]["metric"] == "offered"
@@ -123,9 +119,9 @@ def test_arms_from_files_share_the_first_seed(burst: Path, tmp_path: Path) -> No
     ],
 )
 def test_bad_comparisons_are_one_line(
-    burst: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+    burst: Path, qsim: Cli, args: list[str], message: str
 ) -> None:
-    code, _, err = qsim(capsys, "compare", *[a.format(burst=burst) for a in args])
+    code, _, err = qsim("compare", *[a.format(burst=burst) for a in args])
     assert code == EXIT_BAD_INPUT
     assert err.count("\n") == 1
     assert err.startswith("qsim: error: ")
@@ -140,8 +136,7 @@ def test_significance_marks_follow_scipy(burst: Path) -> None:
     assert row["queue.discipline=lifo p"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
 
 
-def test_arms_with_different_arrivals_are_not_paired(burst: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_arms_with_different_arrivals_are_not_paired(burst: Path, tmp_path: Path, qsim: Cli) -> None:
     """Two files whose burst differs in size: replication r of one arm is no pair for replication r of
     the other, so the table must not claim common random numbers and tests with Welch's t-test."""
     other = tmp_path / "bigger.yaml"
@@ -154,13 +149,14 @@ def test_arms_with_different_arrivals_are_not_paired(burst: Path, tmp_path: Path
     a, b = (np.array([o.summary["latency_mean"].iloc[0] for o in comparison.outcomes[i]]) for i in (0, 1))
     assert table.loc["latency_mean", "bigger p"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
     assert table.loc["latency_mean", "bigger p"] != pytest.approx(stats.ttest_rel(a, b).pvalue)
-    code, stdout, err = qsim(capsys, "compare", burst, other, "--replications", "6", "--out", tmp_path / "o",
+    code, stdout, err = qsim("compare", burst, other, "--replications", "6", "--out", tmp_path / "o",
                              "--no-figures")
     assert code == 0, err
-    assert "common random numbers" not in stdout.replace("no common random numbers", "")
-    assert "arrivals differ" in stdout
-    assert "Welch" in stdout
-    assert " paired t-test" not in stdout
+    flat = " ".join(stdout.split())  # the note is wrapped to the terminal's width
+    assert "common random numbers" not in flat.replace("no common random numbers", "")
+    assert "arrivals differ" in flat
+    assert "Welch" in flat
+    assert " paired t-test" not in flat
     # The same file twice (or a --vary of the discipline) is paired as before.
     assert arms_from_files([burst, burst], {}).common_arrivals
     assert arms_from_vary(burst, "queue.discipline=fifo,lifo", {}).common_arrivals

@@ -67,6 +67,7 @@ def dask_address() -> Iterator[str]:
         yield cluster.scheduler_address
 
 
+@pytest.mark.slow  # starts a local Dask cluster
 def test_in_process_pool_and_dask_give_identical_numbers(sweep_file: Path, dask_address: str) -> None:
     here = run_on(InProcess(), sweep_file)
     pooled = run_on(ProcessPool(2), sweep_file)
@@ -81,6 +82,7 @@ def test_in_process_pool_and_dask_give_identical_numbers(sweep_file: Path, dask_
     assert pooled.executor == "process pool of 2"
 
 
+@pytest.mark.slow  # starts a local Dask cluster
 def test_the_command_line_runs_on_a_dask_cluster(
     sweep_file: Path, tmp_path: Path, dask_address: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

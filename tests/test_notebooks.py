@@ -17,6 +17,7 @@ def test_notebooks_are_bundled() -> None:
     assert len(NOTEBOOKS) >= 2
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # jupyter_client's own, not ours
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_executes_without_errors(path: Path) -> None:

@@ -125,3 +125,50 @@ def test_comparison_and_plan_reports_are_self_contained(scenario: Path, tmp_path
                  "--target", "wait_mean<=20ms", "--out", str(tmp_path / "p"), "--json", "--workers", "1"]) == 0
     page = assert_self_contained(tmp_path / "p" / "report.html", figures=1)
     assert "Probes" in " ".join(page.text)
+
+
+class Cells(HTMLParser):
+    """The text of every table cell."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[str] = []
+        self._inside = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "td":
+            self._inside = True
+            self.cells.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td":
+            self._inside = False
+
+    def handle_data(self, data: str) -> None:
+        if self._inside:
+            self.cells[-1] += data
+
+
+def cells(path: Path) -> list[str]:
+    parser = Cells()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser.cells
+
+
+def test_every_number_in_a_report_is_in_its_unit_without_float_tails(scenario: Path, tmp_path: Path) -> None:
+    commands = {
+        "run": ["run", str(scenario)],
+        "sweep": ["run", str(scenario), "--sweep", "consumers.concurrency=2,3"],
+        "compare": ["compare", str(scenario), "--vary", "queue.discipline=fifo,lifo"],
+        "plan": ["plan", str(scenario), "--vary", "consumers.concurrency", "--min", "1", "--max", "4",
+                 "--target", "wait_mean<=20ms"],
+    }
+    for name, command in commands.items():
+        out = tmp_path / name
+        assert main([*command, "--out", str(out), "--json", "--workers", "1", "--no-figures"]) == 0
+        shown = cells(out / "report.html")
+        assert len(shown) > 10, name
+        long_numbers = [cell for cell in shown if re.search(r"\d{10,}|\d\.\d{5,}", cell)]
+        assert long_numbers == [], name
+    probes = cells(tmp_path / "plan" / "report.html")
+    assert any(re.fullmatch(r"\d+(\.\d+)?(ms|us|s)", cell) for cell in probes)  # wait_mean in its unit

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import stats
 
 import sim
 from sim.analysis import theory
 from sim.cli import main
+from tests.agreement import assert_agrees
 from tests.helpers import ROOT
 
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
@@ -21,14 +22,20 @@ def test_scenarios_are_bundled() -> None:
     assert {"burst-2k-vs-20k", "fifo-vs-lifo-burst", "tail-drop-vs-drop-oldest", "mmc-erlang-c"} <= names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
-def test_every_bundled_scenario_runs_and_writes_its_results(path: Path, tmp_path: Path) -> None:
+def test_every_bundled_scenario_runs_and_writes_its_results(path: Path, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """With its figures: warnings are errors in this suite, and matplotlib's logged warnings fail too."""
     text = path.read_text()
     assert text.startswith("#"), "every scenario starts with a comment saying what question it answers"
     out = tmp_path / path.stem
-    assert main(["run", str(path), "--out", str(out), "--no-figures", "--json"]) == 0
+    with caplog.at_level(logging.WARNING):
+        assert main(["run", str(path), "--out", str(out), "--json"]) == 0
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("matplotlib")] == []
     for name in ("summary.csv", "estimates.csv", "timeseries.csv", "requests.parquet", "manifest.json", "report.md"):
         assert (out / name).stat().st_size > 0
+    assert len(list((out / "figures").glob("*.png"))) >= 2
     scenario = sim.load_scenario(path)
     assert scenario.name == path.stem
 
@@ -60,13 +67,16 @@ def test_drop_oldest_keeps_goodput_where_tail_drop_serves_dead_requests() -> Non
     assert oldest > 3 * tail
 
 
+@pytest.mark.slow
 def test_mmc_scenario_agrees_with_erlang_c() -> None:
     scenario = sim.load_scenario(ROOT / "scenarios/mmc-erlang-c.yaml")
     summary = sim.run(scenario).summary
     runs = summary[summary["replication"].apply(lambda r: isinstance(r, int | np.integer))]
     expected = theory.mmc(9.0, 1.0, 10)
-    # Ten i.i.d. replications: theory within the 99.9 % Student-t interval of their mean.
-    for column, value in (("wait_mean", expected.wait), ("utilization", expected.utilization)):
-        estimates = runs[column].to_numpy(dtype=float)
-        half = stats.t.ppf(0.9995, len(estimates) - 1) * estimates.std(ddof=1) / np.sqrt(len(estimates))
-        assert abs(estimates.mean() - value) <= half, column
+    # The shipped example as a user runs it, through the summary's columns, by the rule of
+    # tests/agreement.py with its ten replications (k = 4.78). Its size is a demo's, so it
+    # catches a 25 % bias of Wq (standard error bound 3.2 %; measured ~2.0 %) and a 1 % bias of
+    # the utilization (bound 0.13 %; measured ~0.08 %). The 3 % checks of M/M/c are in
+    # tests/test_theory.py, at operating points chosen for precision.
+    assert_agrees(runs["wait_mean"].to_numpy(dtype=float), expected.wait, catches=0.25)
+    assert_agrees(runs["utilization"].to_numpy(dtype=float), expected.utilization, catches=0.01)

@@ -24,6 +24,7 @@ from sim.analysis.estimates import (
     significance,
     t_interval,
 )
+from tests.agreement import REPLICATIONS, assert_agrees
 
 # --- intervals ---------------------------------------------------------------------------------
 
@@ -57,7 +58,8 @@ def test_one_sided_bound_is_tighter_than_the_two_sided_end() -> None:
 
 def test_one_sided_upper_bound_covers_the_mean_95_percent_of_the_time() -> None:
     # 4,000 experiments of 5 normal draws: the coverage count is Binomial(4000, 0.95), sd 13.8,
-    # so it lies in 3800 +- 4.5 sd = [3738, 3862] except with probability ~1e-5.
+    # so it lies in 3800 +- 4.5 sd = [3738, 3862] except with probability ~1e-5; a coverage off
+    # by 2.6 points or more ((62 + 3.09 x 13.8) / 4000) fails with probability 99.9 %.
     rng = np.random.default_rng(7)
     samples = rng.normal(10.0, 3.0, size=(4000, 5))
     covered = sum(one_sided_bounds(row, 0.95)[2] >= 10.0 for row in samples)
@@ -162,16 +164,23 @@ def test_mser_deletes_little_from_a_stationary_series() -> None:
     assert mser_truncation(np.ones(7)) == 0  # fewer than two batches: nothing to judge
 
 
+@pytest.mark.slow
 def test_warmup_auto_removes_a_backlog_and_agrees_with_erlang_c() -> None:
     """An M/M/10 at rho = 0.8 that starts with a backlog of 1,000 requests.
 
     The backlog drains at c mu - lambda = 2 per second, so the first ~500 s are far from
     steady state; with warmup 0 their waits of up to minutes pull the mean wait far above
     Erlang C's 0.205 s. MSER-5 on the in-system series must cut about the drain (or more) and the
-    mean wait after it must agree with theory (99.9 % t-interval of 8 replications).
+    mean wait after it must agree with theory (the rule of tests/agreement.py, 20 replications).
+
+    What it catches: a 15 % bias of the mean wait (standard error bound 2.2 % of Wq; measured
+    ~1.4 %; Wq of M/M/10 is too slow to average for 3 % here, see tests/test_theory.py). A
+    truncation d seconds short of the drain's end leaves ~0.8 d^2 seconds of extra waiting
+    among ~44,000 measured requests, a bias of ~d^2 / 11,000 of Wq: 15 % is a cut ~41 s
+    (8 %) short of the ~500 s drain.
     """
     data = {
-        "name": "backlog", "seed": 12, "replications": 8, "warmup": "auto",
+        "name": "backlog", "seed": 12, "replications": REPLICATIONS, "warmup": "auto",
         "producers": [
             {"name": "backlog", "arrivals": {"process": "burst", "count": 1000}},
             {"name": "steady", "arrivals": {"process": "poisson", "rate": 8, "stop": 6000}},
@@ -184,11 +193,8 @@ def test_warmup_auto_removes_a_backlog_and_agrees_with_erlang_c() -> None:
     runs = runs[runs["producer"] == "all"]
     assert runs["warmup"].between(400, 3000).all(), runs["warmup"].tolist()
     assert result.warmups == runs["warmup"].tolist()
-    waits = runs["wait_mean"].to_numpy(dtype=float)
-    half = stats.t.ppf(0.9995, len(waits) - 1) * waits.std(ddof=1) / np.sqrt(len(waits))
     expected = theory.mmc(8.0, 1.0, 10).wait
-    assert abs(waits.mean() - expected) <= half
-    assert half < 0.25 * expected  # and the interval is narrow enough to mean something
+    assert_agrees(runs["wait_mean"].to_numpy(dtype=float), expected, catches=0.15)
     fixed = sim.run(sim.scenario_from_dict({**data, "warmup": 0, "replications": 2}))
     assert fixed.summary["wait_mean"].iloc[0] > 5 * expected  # without deletion the backlog dominates
 

@@ -11,10 +11,10 @@ import pytest
 
 import sim
 from sim.analysis.estimates import estimates_table, half_width
-from sim.cli import EXIT_BAD_INPUT, main
+from sim.cli import EXIT_BAD_INPUT
 from sim.experiments.runner import SweepResult, sweep
 from sim.experiments.sweep import load_experiment
-from tests.helpers import ROOT
+from tests.helpers import ROOT, Cli
 
 SWEEP = """\
 # A small M/M/2 sweep with a client timeout, for tests.
@@ -43,11 +43,6 @@ def sweep_file(tmp_path: Path) -> Path:
     path.write_text(SWEEP)
     return path
 
-
-def qsim(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    code = main([str(arg) for arg in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def one_error_line(err: str) -> str:
@@ -112,14 +107,14 @@ def test_distributions_and_unbounded_can_be_swept(sweep_file: Path) -> None:
     ],
 )
 def test_a_bad_sweep_is_one_line_naming_the_file_and_the_key(
-    sweep_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, str], message: str
+    sweep_file: Path, tmp_path: Path, qsim: Cli, change: dict[str, str], message: str
 ) -> None:
     args: list[str | Path] = ["run", sweep_file, "--out", tmp_path / "out"]
     if "file" in change:
         sweep_file.write_text(SWEEP + change["file"])
     else:
         args += ["--sweep", change["sweep_option"]]
-    code, stdout, err = qsim(capsys, *args)
+    code, stdout, err = qsim(*args)
     assert code == EXIT_BAD_INPUT
     assert stdout == ""
     line = one_error_line(err)
@@ -130,22 +125,22 @@ def test_a_bad_sweep_is_one_line_naming_the_file_and_the_key(
 
 
 def test_check_validates_every_point_and_a_mistyped_key(
-    sweep_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sweep_file: Path, tmp_path: Path, qsim: Cli
 ) -> None:
-    code, stdout, _ = qsim(capsys, "check", sweep_file)
+    code, stdout, _ = qsim("check", sweep_file)
     assert code == 0
     assert stdout == f"{sweep_file}: ok (small-sweep, 1 producer(s), sweep of 6 points)\n"
     # Each value is fine alone; one combination is not: warmup 5s with until 4s.
     joint = tmp_path / "joint.yaml"
     joint.write_text(SWEEP.replace("seed: 3", "seed: 3\nuntil: 10s").replace(
         "  queue.discipline: [fifo, lifo]", "  warmup: [1s, 5s]\n  until: [4s, 20s]"))
-    code, _, err = qsim(capsys, "check", joint)
+    code, _, err = qsim("check", joint)
     assert code == EXIT_BAD_INPUT
     line = one_error_line(err)
     assert line.startswith(f"{joint}: sweep point {RATE}=30/s, warmup=5s, until=4s: warmup: got "), line
     typo = tmp_path / "typo.yaml"
     typo.write_text(SWEEP.replace("sweep:", "swep:"))
-    code, _, err = qsim(capsys, "check", typo)
+    code, _, err = qsim("check", typo)
     assert one_error_line(err) == f"{typo}: swep: unknown key; did you mean 'sweep'?"
 
 
@@ -153,10 +148,10 @@ def test_check_validates_every_point_and_a_mistyped_key(
 
 
 def test_run_writes_one_tidy_summary_with_intervals_per_point(
-    sweep_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sweep_file: Path, tmp_path: Path, qsim: Cli
 ) -> None:
     out = tmp_path / "out"
-    code, stdout, err = qsim(capsys, "run", sweep_file, "--out", out, "--workers", "1", "--no-figures")
+    code, stdout, err = qsim("run", sweep_file, "--out", out, "--workers", "1", "--no-figures")
     assert code == 0, err
     summary = pd.read_csv(out / "summary.csv")
     assert list(summary.columns[:5]) == ["scenario", "point", RATE, "queue.discipline", "replication"]
@@ -181,8 +176,9 @@ def test_run_writes_one_tidy_summary_with_intervals_per_point(
     for name in ("requests.parquet", "report.md", "report.html"):
         assert (out / name).stat().st_size > 0
     assert "sweep of 6 points" in stdout
-    assert stdout.count("fifo") == 3
-    code, stdout, _ = qsim(capsys, "run", sweep_file, "--out", out, "--workers", "1", "--no-figures", "--json")
+    first_block = stdout.split("\n\n")[0]  # wide tables wrap into blocks, each repeating the swept values
+    assert first_block.count("fifo") == 3
+    code, stdout, _ = qsim("run", sweep_file, "--out", out, "--workers", "1", "--no-figures", "--json")
     printed = json.loads(stdout)
     assert (len(printed["summary"]), len(printed["estimates"])) == (len(summary), len(estimates))
 
@@ -232,8 +228,8 @@ def test_the_stopping_rule_adds_replications_until_the_interval_is_tight(sweep_f
     assert loose[1] < counts[1] / 3
 
 
-def test_x_must_be_a_swept_field(sweep_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = qsim(capsys, "run", sweep_file, "--x", "consumers.concurrency")
+def test_x_must_be_a_swept_field(sweep_file: Path, qsim: Cli) -> None:
+    code, _, err = qsim("run", sweep_file, "--x", "consumers.concurrency")
     assert code == EXIT_BAD_INPUT
     assert one_error_line(err).startswith("--x consumers.concurrency: not a swept field; give one of: ")
 
@@ -242,11 +238,11 @@ def test_x_must_be_a_swept_field(sweep_file: Path, capsys: pytest.CaptureFixture
 
 
 def test_load_curve_scenario_shows_lifo_keeping_goodput_past_capacity(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, qsim: Cli
 ) -> None:
     """The shipped load curve at reduced size: 20 s instead of 60, two loads, three replications."""
     out = tmp_path / "curve"
-    code, _, err = qsim(capsys, "run", ROOT / "scenarios/load-curve-fifo-vs-lifo.yaml", "--out", out,
+    code, _, err = qsim("run", ROOT / "scenarios/load-curve-fifo-vs-lifo.yaml", "--out", out,
                         "--set", "producers.0.arrivals.stop=20s", "--replications", "3",
                         "--sweep", f"{RATE}=70/s,120/s", "--workers", "1")
     assert code == 0, err

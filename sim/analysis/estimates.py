@@ -176,8 +176,14 @@ def significance(p_value: float) -> str:
     return ""
 
 
+LABELS = ("engine",)
+"""Text columns that describe how a run was computed, not which rows belong together: neither
+grouped by nor averaged (an estimate is about the model, whichever engine ran it)."""
+
+
 def key_columns(frame: pd.DataFrame, keys: Sequence[str] = ()) -> list[str]:
-    """The columns that say what a row is about: the non-numeric ones and ``keys``, not ``replication``.
+    """The columns that say what a row is about: the non-numeric ones and ``keys``, not ``replication``
+    (nor the :data:`LABELS`).
 
     Generic on purpose: the engine may add key columns (``stage``) or numeric ones
     (``cost_usd``) and they are grouped or averaged without being listed here.
@@ -185,7 +191,7 @@ def key_columns(frame: pd.DataFrame, keys: Sequence[str] = ()) -> list[str]:
     return [
         column
         for column in frame.columns
-        if column != "replication"
+        if column != "replication" and column not in LABELS
         and (column in keys or not (pd.api.types.is_numeric_dtype(frame[column]) or frame[column].isna().all()))
     ]
 
@@ -232,7 +238,7 @@ def estimates_table(per_run: pd.DataFrame, keys: Sequence[str] = (), confidence:
     one replication the mean is the run and the interval is NaN.
     """
     groups_by = key_columns(per_run, keys)
-    metrics = [c for c in per_run.columns if c != "replication" and c not in groups_by]
+    metrics = [c for c in per_run.columns if c not in ("replication", *LABELS) and c not in groups_by]
     columns = [*groups_by, "stat", "runs", *metrics]
     if per_run.empty:
         return pd.DataFrame(columns=columns)

@@ -17,6 +17,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from sim.analysis.metrics import WAIT_PERCENTILES, latency_percentiles, provisioned, summary_columns
+from sim.analysis.pools import mean_consumers, pool_cost, scaling_columns
 from sim.engine.records import OUTCOMES, RunRecords
 from sim.engine.tally import (
     ARRIVALS,
@@ -146,6 +147,17 @@ def _usage(records: RunRecords, scenario: Scenario, view: _View, offered: int) -
             "duplicates": int(counts[DUPLICATES]), "cost_usd": cost if priced else math.nan}
 
 
+def _consumers(records: RunRecords, scenario: Scenario, view: _View, warmup: float, busy_share: float,
+               usage_cost: float) -> dict[str, float]:
+    """Mean consumers provisioned and the cost with the priced pools' share (a producer's: by busy time)."""
+    stage = None if view.stage == "all" else records.stage_names.index(view.stage)
+    pools = pool_cost(records, scenario, warmup, records.end_time, stage=stage)
+    if pools is not None:
+        share = busy_share if view.producer != "all" else 1.0
+        usage_cost = pools * share + (0.0 if math.isnan(usage_cost) else usage_cost)
+    return {"mean_consumers": mean_consumers(records, warmup, records.end_time, stage=stage), "cost_usd": usage_cost}
+
+
 def _row(records: RunRecords, view: _View, scenario: Scenario, span: float) -> dict[str, object]:
     tally = records.tally
     assert tally is not None
@@ -190,11 +202,15 @@ def _row(records: RunRecords, view: _View, scenario: Scenario, span: float) -> d
 def streamed_summary(records: RunRecords, scenario: Scenario, replication: int, warmup: float) -> pd.DataFrame:
     """Summary rows of a streamed run: all requests, then each producer and each stage (with several)."""
     span = records.end_time - warmup
-    rows = []
+    rows: list[dict[str, object]] = []
     for view in _views(records, scenario):
         row: dict[str, object] = {"scenario": scenario.name, "replication": replication, "producer": view.producer,
                                   "stage": view.stage}
         row.update(_row(records, view, scenario, span))
+        busy = float(row["utilization"]) * view.concurrency  # type: ignore[arg-type]
+        all_busy = float(rows[0]["utilization"]) * records.concurrency if rows else busy  # type: ignore[arg-type]
+        row.update(_consumers(records, scenario, view, warmup, busy / all_busy if all_busy > 0 else 0.0,
+                              float(row["cost_usd"])))  # type: ignore[arg-type]
         row.update({"sim_time": records.end_time, "wall_time": records.wall_time, "engine": records.engine})
         rows.append(row)
     return pd.DataFrame(rows, columns=summary_columns(scenario))
@@ -241,6 +257,7 @@ def streamed_timeseries(records: RunRecords) -> pd.DataFrame:
         columns["duplicates"] = counted(DUPLICATES_AT)
     if records.environments:
         columns["provisioned"] = provisioned(records).bucket_averages(edges, end)
+    columns.update(scaling_columns(records, edges, end))  # autoscaled pools, if any
     if several:
         for index, name in enumerate(records.stage_names):
             stage = tally.stage_series[:, index]

@@ -40,7 +40,8 @@ usage
 :class:`RunRecords`                    :func:`sim.engine.simulation.simulate` at the end of the
                                        run; ``environments`` from the pools
                                        (:mod:`~sim.engine.consumers`), ``invocations`` from the
-                                       broker
+                                       broker, ``scaling`` from autoscaled pools
+                                       (:mod:`~sim.engine.autoscaled`)
 =====================================  ==========================================================
 """
 
@@ -294,6 +295,19 @@ Lifespans = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
+class ScalingTrace:
+    """An autoscaled pool over the run (:mod:`sim.engine.autoscaled`).
+
+    ``desired`` has a row ``(time, consumers)`` for the start and for each change the autoscaler
+    made; ``ready`` a row ``(ready since, left)`` for each consumer that became ready (``left``
+    is NaN for one still there at the end).
+    """
+
+    desired: NDArray[np.float64]
+    ready: Lifespans
+
+
+@dataclass(frozen=True)
 class RunRecords:
     """Everything one run produced: request and job columns plus the state at the end.
 
@@ -321,6 +335,8 @@ class RunRecords:
     tally: Tally | None = None
     """Streaming statistics, when the run did not keep every request (``report.requests``); then
     ``columns`` holds only the kept sample (or nothing)."""
+    scaling: tuple[ScalingTrace | None, ...] = ()
+    """Per stage, the autoscaler's desired consumers and the ready ones over time (None: not autoscaled)."""
 
     @property
     def brokered_stages(self) -> list[int]:

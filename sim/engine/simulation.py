@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.engine import broker, queue_stage
-from sim.engine.consumers import Execution, build_pool
+from sim.engine.autoscaled import AutoscaledPool
+from sim.engine.consumers import Execution, Pool, build_pool
 from sim.engine.folding import Folder
 from sim.engine.kept import Kept
 from sim.engine.kernel import Handler, Kernel, Reusable
@@ -154,6 +155,7 @@ def _records(scenario: Scenario, wired: _Wired, wall_start: float) -> RunRecords
         stage_priced=tuple(stage.priced for stage in stages),
         stage_memory_gb=tuple(spec.consumers.memory_gb for spec in scenario.stage_list),
         invocations=tuple(stage.invocations for stage in stages),
+        scaling=tuple(stage.pool.trace() if isinstance(stage.pool, AutoscaledPool) else None for stage in stages),
         tally=tally,
     )
 
@@ -171,7 +173,8 @@ def wire_stage(kernel: Kernel, spec: StageSpec, log: JobLog, *, levels: list[int
                producer_names: list[str], producer_failure: list[float], streams: StageStreams,
                listener: Listener | None, index: int = 0) -> Stage:
     """Build the queue, consumers and event handlers of stage number ``index``."""
-    pool = build_pool(kernel, spec.consumers, streams.cold_start)
+    pool: Pool = (AutoscaledPool(kernel, spec.consumers, streams.cold_start) if spec.consumers.autoscale is not None
+                  else build_pool(kernel, spec.consumers, streams.cold_start))
     execution = Execution(spec.consumers, streams.failure, producer_failure)
     if spec.queue.delivery is not None:
         return broker.wire(kernel, spec, log, pool=pool, execution=execution, listener=listener)

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, model_validator
 
 from sim.model import distributions
+from sim.model.autoscale_specs import AutoscaleSpec, check_autoscaled_pool, check_autoscaled_stage
 from sim.model.delivery_specs import (
     BatchSpec,
     CostSpec,
@@ -151,7 +152,8 @@ class QueueSpec(Strict):
 class ConsumersSpec(Strict):
     """The workers: a fixed pool (all warm), or Lambda-like environments with ``scaling``."""
 
-    concurrency: Annotated[Int, Field(ge=1, le=1_000_000)]
+    concurrency: Annotated[Int, Field(ge=0, le=1_000_000)]
+    """At least 1; 0 only for an autoscaled pool that may scale to zero (``autoscale.min: 0``)."""
     service: DistributionSpec | None = None
     scaling: ScalingSpec | None = None
     memory_mb: Annotated[Int, Field(ge=128, le=10240)] | None = None
@@ -161,13 +163,25 @@ class ConsumersSpec(Strict):
     failure: FailureSpec | None = None
     batch: BatchSpec | None = None
     slowdowns: list[SlowdownSpec] = Field(default_factory=list)
+    autoscale: AutoscaleSpec | None = None
+    """A worker pool resized by an HPA-like autoscaler (:mod:`sim.model.autoscale_specs`)."""
+    hourly_price: Annotated[Number, Field(ge=0)] | None = None
+    """USD per consumer-hour of a worker pool (ready or starting), for ``cost_usd``."""
 
     @model_validator(mode="after")
     def _scaling_fits(self) -> ConsumersSpec:
         if self.scaling is not None and self.scaling.initial > self.concurrency:
             raise FieldError(f"initial environments cannot exceed concurrency ({self.concurrency})",
                              ("scaling", "initial"), self.scaling.initial)
+        lambda_like = "scaling" if self.scaling is not None else "memory_mb" if self.memory_mb is not None else None
+        check_autoscaled_pool(self.autoscale, self.concurrency, lambda_like=lambda_like,
+                              hourly_price=self.hourly_price)
         return self
+
+    @property
+    def cap(self) -> int:
+        """The most consumers at once: ``concurrency``, or an autoscaled pool's ``max``."""
+        return self.autoscale.max if self.autoscale is not None else self.concurrency
 
     @property
     def priced(self) -> bool:
@@ -383,8 +397,8 @@ class Scenario(Strict):
 
     @property
     def concurrency(self) -> int:
-        """Consumers across all stages."""
-        return sum(stage.consumers.concurrency for stage in self._stages)
+        """Consumers across all stages, at most (an autoscaled pool counts its ``max``)."""
+        return sum(stage.consumers.cap for stage in self._stages)
 
 
 def _check_stage(stage: StageSpec, where: tuple[str | int, ...]) -> None:
@@ -393,6 +407,7 @@ def _check_stage(stage: StageSpec, where: tuple[str | int, ...]) -> None:
         raise FieldError("batches are handed out by broker delivery: add queue.delivery "
                          "(e.g. {visibility_timeout: 30s}) or remove batch",
                          (*where, "consumers", "batch"), stage.consumers.batch.model_dump())
+    check_autoscaled_stage(stage.consumers.autoscale, stage.queue.pollers, where)
 
 
 SINGLE_STAGE = "main"

@@ -43,7 +43,7 @@ from sim.model.schema import ProducerSpec, Scenario
 RING = 1 << 16
 """Job rows the ring starts with (it doubles when the jobs in the system span more)."""
 EVENT_BUDGET = 1 << 20
-"""Events per kernel call when a progress callback wants to hear about the clock."""
+"""Events per kernel call at most: a progress callback hears about the clock this often."""
 DISCIPLINES = {"fifo": at.FIFO, "lifo": at.LIFO, "priority": at.PRIORITY, "adaptive-lifo": at.ADAPTIVE_LIFO}
 LEVELS = 10
 
@@ -131,7 +131,7 @@ def _arrays(scenario: Scenario) -> at.Arrays:
     events = producers + concurrency
     return at.Arrays(
         ip=ip, fp=fp, istate=istate, fstate=fstate,
-        heap=np.zeros(events, dtype=np.int64), event_time=np.zeros(events), event_id=np.zeros(events, dtype=np.int64),
+        heap=np.zeros(events, dtype=np.int64), heap_time=np.zeros(events), heap_id=np.zeros(events, dtype=np.int64),
         jf=np.zeros((5, RING)), ji=np.zeros((3, RING), dtype=np.int8),
         q=np.zeros((levels, width), dtype=np.int64), q_head=np.zeros(levels, dtype=np.int64),
         q_size=np.zeros(levels, dtype=np.int64),
@@ -215,7 +215,7 @@ def _make_room(arrays: at.Arrays, rows: _Rows) -> at.Arrays:
 
 def _widen_or_grow(arrays: at.Arrays) -> at.Arrays:
     """Make the time series hold the next event: a wider bucket past MAX_BUCKETS, else more buckets."""
-    return arrays._replace(tally=fitted(arrays.tally, float(arrays.event_time[arrays.heap[0]])))
+    return arrays._replace(tally=fitted(arrays.tally, float(arrays.heap_time[0])))
 
 
 def _deeper_waiting_room(arrays: at.Arrays) -> at.Arrays:
@@ -240,8 +240,13 @@ def run_kernel(scenario: Scenario, seeds: np.random.SeedSequence,
     uniforms = stream(seeds, STAGE_STREAMS + 0)
     horizon = max(producer.arrivals.build().horizon for producer in scenario.producers)
     rows = _Rows(requests_kept(scenario).kept, stream(seeds, SAMPLE_STREAM))
+    next_report = EVENT_BUDGET
     while True:
         status = advance(arrays)
+        if clock is not None and arrays.istate[at.EVENTS] >= next_report:
+            now = float(arrays.fstate[at.NOW])
+            clock(now, _share_done(scenario, arrays, now, horizon))
+            next_report = int(arrays.istate[at.EVENTS]) + EVENT_BUDGET
         if status == at.DONE:
             break
         if status == at.NEED_BLOCK:
@@ -256,9 +261,6 @@ def run_kernel(scenario: Scenario, seeds: np.random.SeedSequence,
             arrays = _deeper_waiting_room(arrays)
         elif status == at.SERIES_FULL:
             arrays = _widen_or_grow(arrays)
-        elif clock is not None:
-            now = float(arrays.fstate[at.NOW])
-            clock(now, _share_done(scenario, arrays, now, horizon))
     if arrays.ip[at.STREAMING] == 1:
         arrays = _close(arrays, _end_time(scenario, arrays))
     rows.take(arrays, int(arrays.istate[at.EMITTED]), int(arrays.istate[at.JOBS]))
