@@ -124,6 +124,29 @@ def test_random_brokered_topologies_stream_to_the_exact_summary(small_chunks: No
     assert_streams_exactly(data)
 
 
+@st.composite
+def autoscaled_topologies(draw: st.DrawFn) -> dict[str, Any]:
+    """Random topologies with autoscaled, priced worker pools (desired and ready series, mean consumers, cost)."""
+    data = draw(topologies())
+    for stage in data["stages"]:
+        if draw(st.booleans()):
+            top = draw(st.integers(2, 5))
+            stage["consumers"]["concurrency"] = draw(st.integers(1, top))
+            stage["consumers"]["hourly_price"] = draw(st.sampled_from([0.1, 3.6]))
+            stage["consumers"]["autoscale"] = {
+                "metric": draw(st.sampled_from(["backlog", "utilization", "oldest_age"])), "target": 1,
+                "min": 1, "max": top, "sync_period": draw(st.sampled_from(["0.5s", "2s"])),
+                "provisioning": draw(st.sampled_from(["0s", "0.3s"])), "scale_down": {"stabilization": "1s"}}
+    data.setdefault("until", draw(st.floats(1.0, 20.0)))
+    return data
+
+
+@HYPOTHESIS
+@given(autoscaled_topologies())
+def test_random_autoscaled_topologies_stream_to_the_exact_summary(small_chunks: None, data: dict[str, Any]) -> None:
+    assert_streams_exactly(data)
+
+
 def assert_same_rows(exact: pd.DataFrame, kept: pd.DataFrame) -> None:
     assert len(kept) == len(exact)
     pd.testing.assert_frame_equal(exact.reset_index(drop=True), kept.reset_index(drop=True), check_exact=True,
