@@ -26,6 +26,7 @@ from sim.experiments.executors import Executor, ExecutorError, InProcess, make_e
 from sim.experiments.runner import Result, Runner, SweepResult, run_experiment
 from sim.experiments.sweep import experiment_from_dict, load_experiment, starting_replications
 from sim.experiments.targets import metric_columns
+from sim.model.keeping import requests_kept
 from sim.model.scenario import ScenarioError, parse_override, read_scenario_data, split_experiment
 from sim.model.schema import MAX_REPLICATIONS, Scenario
 from sim.output.progress import ProgressBar as _ProgressBar
@@ -140,6 +141,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ScenarioError(f"--x {args.x}: not a swept field; give one of: {axes}")
     metrics = parse_metrics(args.metrics, metric_columns(experiment.base))
     out = _out(args, experiment.name)
+    _note_streaming([point.scenario for point in experiment.points])
     replications = starting_replications(experiment)
     runs = len(experiment.points) * replications
     many = len(experiment.points) > 1
@@ -175,6 +177,13 @@ def _run(args: argparse.Namespace) -> int:
             print(f"\n{runner.cached} runs from the cache, {runner.computed} computed (--fresh to recompute)")
         print(f"\nresults written to {out}/")
     return 0
+
+
+def _note_streaming(scenarios: list[Scenario]) -> None:
+    """One line on stderr when ``report.requests: auto`` keeps no rows (the first such point says why)."""
+    notes = [note for note in (requests_kept(scenario).note for scenario in scenarios) if note]
+    if notes:
+        _note(notes[0])
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -112,7 +112,7 @@ def _bucket(value: float) -> float:
     return value
 
 
-REQUESTS_PATTERN = r"^(all|none|sample [1-9][0-9]{0,9})$"
+REQUESTS_PATTERN = r"^(auto|all|none|sample [1-9][0-9]{0,9})$"
 
 
 class ReportSpec(Strict):
@@ -120,13 +120,15 @@ class ReportSpec(Strict):
         default_factory=lambda: list(DEFAULT_PERCENTILES)
     )
     bucket: Annotated[PositiveDuration, AfterValidator(_bucket)] = 1.0
-    requests: Annotated[str, Field(pattern=REQUESTS_PATTERN)] = "all"
-    """Per-request rows kept: ``all``, ``none`` (streaming statistics only) or ``sample N`` (a uniform sample)."""
+    requests: Annotated[str, Field(pattern=REQUESTS_PATTERN)] = "auto"
+    """Per-request rows kept: ``all``, ``none`` (streaming statistics only), ``sample N`` (a uniform
+    sample) or ``auto`` (all when they fit comfortably in memory: see :mod:`sim.model.keeping`)."""
 
     @property
     def kept(self) -> int | None:
-        """Rows of requests to keep: None for all, 0 for none, N for a sample."""
-        if self.requests == "all":
+        """Rows of requests to keep: None for all (and ``auto``: see :func:`sim.model.keeping.requests_kept`,
+        which decides for a whole scenario), 0 for none, N for a sample."""
+        if self.requests in ("all", "auto"):
             return None
         return 0 if self.requests == "none" else int(self.requests.split()[1])
 

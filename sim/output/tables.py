@@ -17,6 +17,7 @@ import pandas as pd
 
 from sim.analysis.estimates import headline, key_columns, stat_rows
 from sim.model.errors import ScenarioError, did_you_mean
+from sim.model.keeping import requests_kept
 from sim.output.formats import (
     describe_value,
     field_kind,
@@ -109,6 +110,7 @@ def format_summary(result: Result, metrics: Sequence[str] | None = None) -> str:
     note = f"{result.replications} replications: mean [95% CI]" if aggregated else "1 replication"
     if "engine" in summary.columns:
         note += f"; {summary['engine'].iloc[0]} engine"
+    note += f"; requests kept: {requests_kept(scenario).label}"
     return f"{heading}\n{note}\n{render(table, ['metric'])}"
 
 
