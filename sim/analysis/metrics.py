@@ -74,7 +74,7 @@ def timeseries(records: RunRecords, bucket: float, intervals: Intervals | None =
         columns["cold_starts"] = counted(jobs.start[jobs.usage.cold_starts > 0])
         columns["duplicates"] = counted(jobs.finish[jobs.usage.duplicates > 0])
     if records.environments:
-        columns["provisioned"] = _provisioned(records).bucket_averages(edges, end)
+        columns["provisioned"] = provisioned(records).bucket_averages(edges, end)
     columns.update(scaling_columns(records, edges, end))
     if any(records.lag_events):
         columns["lag"] = consumer_lag(records).bucket_averages(edges, end)
@@ -93,7 +93,7 @@ def timeseries(records: RunRecords, bucket: float, intervals: Intervals | None =
     return frame
 
 
-def _provisioned(records: RunRecords) -> StepFunction:
+def provisioned(records: RunRecords) -> StepFunction:
     """Execution environments alive over time, all stages (warm or busy)."""
     spans = np.concatenate(records.environments)  # rows (created, reclaimed); NaN: alive at the end
     created, reclaimed = spans[:, 0], spans[:, 1]

@@ -57,7 +57,7 @@ from sim.engine.records import (
     TIMEOUT,
     JobLog,
 )
-from sim.engine.stage import Listener, Stage
+from sim.engine.stage import NO_LIVE_JOB, Listener, Stage
 from sim.model.delivery_specs import BatchSpec, DeliverySpec, PollersSpec
 from sim.model.schema import StageSpec
 
@@ -73,6 +73,15 @@ class Broker:
         """Batch id -> messages, while an invocation runs them."""
         self.invocations: tuple[list[float], list[float]] = ([], [])
         """Start and end of every invocation: the consumers' busy time (a batch is one piece of work)."""
+
+    def oldest(self) -> int:
+        """The smallest message id the broker may still read or write (visible, in flight or being
+        processed: a message already completed can be processed again as a duplicate), or NO_LIVE_JOB."""
+        oldest = min(self.visible, default=NO_LIVE_JOB)
+        oldest = min(oldest, min(self.in_flight, default=NO_LIVE_JOB))
+        for batch in self.processing.values():
+            oldest = min(oldest, min(batch, default=NO_LIVE_JOB))
+        return oldest
 
     def held(self, outcome: object) -> int:
         """Distinct messages still in the broker or being processed."""
@@ -115,7 +124,7 @@ def wire(kernel: Kernel, spec: StageSpec, log: JobLog, *, pool: Pool, execution:
         attach(kernel, delivery.autoscaled, backlog=lambda: len(visible) + len(in_flight), oldest_wait=oldest_wait,
                serve_waiting=delivery.poll)
     return Stage(spec.name, pool.cap, delivery.send, pool, lambda: broker.held(outcome),
-                 lambda: 0, spec.consumers.priced, lambda: state.last_end, broker.invocations)
+                 lambda: 0, spec.consumers.priced, lambda: state.last_end, broker.invocations, broker.oldest)
 
 
 class _Delivery:
@@ -276,7 +285,6 @@ class _Delivery:
         now = event.due
         log, in_flight, listener, sqs_requests = self.log, self.in_flight, self.listener, self.sqs_requests
         outcome, deadline, finish = log.outcome, log.deadline, log.finish
-        self.broker.processing.pop(slot.job, None)
         succeeded = [job for job, why in zip(slot.batch, slot.failures, strict=True) if not why]
         for job in succeeded:
             if outcome[job] == IN_SYSTEM:
@@ -288,6 +296,7 @@ class _Delivery:
             else:
                 log.duplicates[job] += 1
             sqs_requests[job] += 1 / len(succeeded)  # one DeleteMessageBatch call
+        self.broker.processing.pop(slot.job, None)  # only now: the listener may fold rows while the loop runs
         slot.batch, slot.failures = [], []
         self.state.last_end = now
         self.pool.release(slot, now)

@@ -30,8 +30,21 @@ from sim.engine.consumers import Execution, FixedPool, Pool, ServerlessPool, Slo
 from sim.engine.faults import QueueFaults
 from sim.engine.kernel import Handler, Kernel, Reusable
 from sim.engine.queues import Queue, queue_for
-from sim.engine.records import AQM, COMPLETED, DROPPED, EXPIRED, FAILED, LATE, OVERFLOW, REJECTED, THROTTLE, JobLog
-from sim.engine.stage import Admit, Listener, Stage
+from sim.engine.records import (
+    AQM,
+    COMPLETED,
+    DROPPED,
+    EXPIRED,
+    FAILED,
+    IN_SYSTEM,
+    LATE,
+    OVERFLOW,
+    REJECTED,
+    THROTTLE,
+    JobLog,
+)
+from sim.engine.rows import numpy_of
+from sim.engine.stage import NO_LIVE_JOB, Admit, Listener, Stage
 from sim.engine.streams import uniform_stream
 from sim.model.schema import CodelSpec, FailAtScaleSpec, ProportionalSpec, RedSpec, StageSpec
 
@@ -71,8 +84,8 @@ class _Wiring:
 
 def wire(kernel: Kernel, spec: StageSpec, log: JobLog, *, pool: Pool, execution: Execution,
                levels: list[int], producer_names: list[str], aqm_rng: np.random.Generator,
-               listener: Listener | None) -> Stage:
-    """Build a stage whose consumers take jobs from its queue; return it with ``admit``."""
+               listener: Listener | None, index: int = 0) -> Stage:
+    """Build a stage (number ``index``) whose consumers take jobs from its queue; return it with ``admit``."""
     qspec = spec.queue
     queue = queue_for(qspec.discipline, levels, log.producer.__getitem__, length=qspec.switch.length,
                         wait=qspec.switch.wait, arrival=log.arrival, clock=kernel.clock())
@@ -92,9 +105,24 @@ def wire(kernel: Kernel, spec: StageSpec, log: JobLog, *, pool: Pool, execution:
     wiring.finished.append(_finisher(wiring, finisher_take, begin))
     admit = _admitter(wiring, settle, begin, _scaler(wiring, take, begin))
     stage = Stage(spec.name, pool.cap, admit, pool, queue.__len__, lambda: pool.busy, spec.consumers.priced)
+    stage.oldest_live = lambda: oldest_in_system(log, index if log.routed else None)
     if isinstance(pool, FixedPool):
         stage.faults = QueueFaults(kernel, pool, stage, settle, take, begin)  # crashes (sim.engine.faults)
     return stage
+
+
+def oldest_in_system(log: JobLog, stage: int | None) -> int:
+    """The oldest job (of ``stage``) not yet folded that is waiting or in service, or NO_LIVE_JOB.
+
+    At a queue stage a job is waiting or in service exactly while its outcome is ``in_system``
+    (every step that takes it out writes its outcome), so the log itself says: no per-event work.
+    """
+    first, last = log.folded, log.allocated
+    live = numpy_of(log.outcome, first, last) == IN_SYSTEM
+    if stage is not None:
+        live &= numpy_of(log.stage, first, last) == stage
+    found = int(np.argmax(live)) if len(live) else 0
+    return first + found if len(live) and live[found] else NO_LIVE_JOB
 
 
 def _settler(w: _Wiring) -> Settle:

@@ -37,14 +37,9 @@ from sim.experiments.replication import RunOutcome
 from sim.experiments.runner import Runner
 from sim.experiments.sweep import Point
 from sim.model.broker_specs import BROKER_KINDS
+from sim.model.errors import did_you_mean
 from sim.model.fault_specs import BrokerOutageSpec, ConsumerOutageSpec, CrashSpec, FaultSpec
-from sim.model.scenario import (
-    ScenarioError,
-    read_scenario_data,
-    refuse_unknown_keys,
-    scenario_from_dict,
-    split_experiment,
-)
+from sim.model.scenario import ScenarioError, read_scenario_data, scenario_from_dict, split_experiment
 from sim.model.schema import Scenario
 from sim.model.units import format_duration
 
@@ -112,7 +107,11 @@ def _evaluate_block(extra: Mapping[str, Any], where: str) -> dict[str, Any]:
     if not isinstance(block, dict):
         raise ScenarioError(f"{where}: evaluate: got {block!r}; must be a mapping, e.g. "
                             "{brokers: [sqs, kafka], settings: {kafka: {partitions: 12}}}")
-    refuse_unknown_keys(block, ("brokers", "settings", "replications"), where, "evaluate")
+    known = ("brokers", "settings", "replications")
+    for key in block:
+        if key not in known:
+            raise ScenarioError(f"{where}: evaluate.{key}: unknown key; {did_you_mean(key, known)}"
+                                f"allowed here: {', '.join(known)}")
     settings = block.get("settings", {}) or {}
     if not isinstance(settings, dict):
         raise ScenarioError(f"{where}: evaluate.settings: got {settings!r}; must map broker kinds to their "

@@ -1,6 +1,6 @@
 """``qsim evaluate``: the same workload and faults through each broker model, and the scorecard.
 
-Kept apart from :mod:`sim.cli`, which hands it the helpers every running command shares
+Kept apart from the other commands (:mod:`sim.cli`), which hands it the helpers every running command shares
 (overrides, the results folder, the executor and progress bar, safe writing).
 """
 
