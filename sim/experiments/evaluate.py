@@ -18,7 +18,6 @@ performance, reliability, scalability, cost. The file may say which arms and set
 from __future__ import annotations
 
 import copy
-import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -91,9 +90,7 @@ def parse_brokers(text: str | list[Any], where: str) -> list[str]:
         raise ScenarioError(f"{where}: got {text!r}; give broker names separated by commas, e.g. sqs,kafka,rabbitmq")
     for name in names:
         if name not in ARMS:
-            close = difflib.get_close_matches(name, ARMS, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ScenarioError(f"{where}: got {name!r}; {hint}must be one of: {', '.join(ARMS)}")
+            raise ScenarioError(f"{where}: got {name!r}; {did_you_mean(name, ARMS)}must be one of: {', '.join(ARMS)}")
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise ScenarioError(f"{where}: {repeated[0]!r} appears twice; list each broker once")
@@ -118,9 +115,8 @@ def _evaluate_block(extra: Mapping[str, Any], where: str) -> dict[str, Any]:
                             "settings, e.g. {kafka: {partitions: 12}}")
     for kind, values in settings.items():
         if kind not in BROKER_KINDS:
-            close = difflib.get_close_matches(str(kind), BROKER_KINDS, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ScenarioError(f"{where}: evaluate.settings.{kind}: unknown broker kind; {hint}"
+            raise ScenarioError(f"{where}: evaluate.settings.{kind}: unknown broker kind; "
+                                f"{did_you_mean(kind, BROKER_KINDS)}"
                                 f"must be one of: {', '.join(BROKER_KINDS)}")
         if not isinstance(values, dict):
             raise ScenarioError(f"{where}: evaluate.settings.{kind}: got {values!r}; must be a mapping of "
