@@ -142,11 +142,11 @@ def _run(args: argparse.Namespace) -> int:
         raise ScenarioError(f"--x {args.x}: not a swept field; give one of: {axes}")
     metrics = parse_metrics(args.metrics, metric_columns(experiment.base))
     out = _out(args, experiment.name)
-    _note_streaming([point.scenario for point in experiment.points])
     replications = starting_replications(experiment)
     runs = len(experiment.points) * replications
     many = len(experiment.points) > 1
     _afford(args, [point.scenario for point in experiment.points], replications, str(args.scenario), many)
+    _note_streaming([point.scenario for point in experiment.points])  # after the refusals: one line if refused
     cached = many or experiment.precision is not None or runs > 1
     began = time.perf_counter()
     what = "points" if many else ""
