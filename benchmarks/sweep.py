@@ -1,12 +1,13 @@
 """How a sweep scales: the flagship scenario over 100 concurrency values x 10 replications.
 
-Runs the same sweep in this process, on a local process pool of 1 and of 2 workers, and on a
-Dask ``LocalCluster`` of 2 single-threaded worker processes; prints wall time, runs per
-second and the speed-up against the one-worker pool (same per-task overhead, so the ratio
-shows the scaling alone), and checks that every executor produced identical numbers
-(all summary columns but ``wall_time``, and the time series).
+Runs the same sweep with the SimPy engine on one worker (the reference: the sweep as it ran
+before the compiled engine), then with the compiled engine in this process, on a local process
+pool of 1 and of 2 workers, and on a Dask ``LocalCluster`` of 2 single-threaded worker processes;
+prints wall time, runs per second and the speed-up against the reference, and checks that
+every run produced identical numbers (all summary columns but ``wall_time`` and ``engine``,
+and the time series).
 
-    .venv/bin/python benchmarks/sweep.py            # 100 points x 10 replications, twice: ~8 minutes
+    .venv/bin/python benchmarks/sweep.py            # 100 points x 10 replications, twice: ~4 minutes
     .venv/bin/python benchmarks/sweep.py --quick    # 20 points x 3 replications, a smoke test
 
 Each executor is measured ``--repeat`` times (interleaved) and the fastest kept; the "cores
@@ -46,11 +47,12 @@ def busy_jiffies() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def measure(make: Callable[[], Executor], points: int, replications: int) -> tuple[float, float, SweepResult]:
+def measure(make: Callable[[], Executor], points: int, replications: int,
+            engine: str = "auto") -> tuple[float, float, SweepResult]:
     """Wall time of the whole sweep (executor start-up included), cores busy meanwhile (every process on
     the machine: a busy core this benchmark did not ask for means someone else was running), result."""
     values = ",".join(str(1500 + 20 * i) for i in range(points))
-    experiment = load_experiment(FLAGSHIP, sweep=[f"consumers.concurrency={values}"])
+    experiment = load_experiment(FLAGSHIP, {"engine": engine}, sweep=[f"consumers.concurrency={values}"])
     busy, total = busy_jiffies()
     began = time.perf_counter()
     with make() as executor:
@@ -64,7 +66,8 @@ def measure(make: Callable[[], Executor], points: int, replications: int) -> tup
 
 def same_numbers(first: SweepResult, other: SweepResult) -> bool:
     try:
-        pd.testing.assert_frame_equal(first.summary.drop(columns="wall_time"), other.summary.drop(columns="wall_time"))
+        labels = ["wall_time", "engine"]  # which engine ran is a label: the numbers must not depend on it
+        pd.testing.assert_frame_equal(first.summary.drop(columns=labels), other.summary.drop(columns=labels))
         pd.testing.assert_frame_equal(first.timeseries, other.timeseries)
     except AssertionError:
         return False
@@ -85,18 +88,19 @@ def main() -> None:
 
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                            dashboard_address=None)
-    executors: list[tuple[str, Callable[[], Executor]]] = [
-        ("in-process", InProcess),
-        ("process pool, 1 worker", lambda: ProcessPool(1)),
-        ("process pool, 2 workers", lambda: ProcessPool(2)),
-        ("Dask LocalCluster, 2 workers", lambda: DaskExecutor(cluster.scheduler_address)),
+    executors: list[tuple[str, Callable[[], Executor], str]] = [
+        ("SimPy engine, process pool, 1 worker", lambda: ProcessPool(1), "simpy"),
+        ("compiled engine, in-process", InProcess, "auto"),
+        ("compiled engine, process pool, 1 worker", lambda: ProcessPool(1), "auto"),
+        ("compiled engine, process pool, 2 workers", lambda: ProcessPool(2), "auto"),
+        ("compiled engine, Dask LocalCluster, 2 workers", lambda: DaskExecutor(cluster.scheduler_address), "auto"),
     ]
     best: dict[str, tuple[float, float, bool]] = {}
     baseline: SweepResult | None = None
     for attempt in range(args.repeat):
-        for name, make in executors:
+        for name, make, engine in executors:
             print(f"{name} (attempt {attempt + 1}) ...", file=sys.stderr, flush=True)
-            seconds, cores, result = measure(make, points, replications)
+            seconds, cores, result = measure(make, points, replications, engine)
             baseline = baseline or result
             same = same_numbers(baseline, result) and best.get(name, (0.0, 0.0, True))[2]
             if name not in best or seconds < best[name][0]:
@@ -104,12 +108,13 @@ def main() -> None:
             else:
                 best[name] = (*best[name][:2], same)
     cluster.close()
-    rows = [(name, *best[name]) for name, _ in executors]
-    reference = rows[1][1]
+    rows = [(name, *best[name]) for name, _, _ in executors]
+    reference = rows[0][1]  # the SimPy engine on one worker: the sweep as it ran before the compiled engine
     print(f"Sweep of the flagship: {points} concurrency values x {replications} replications = {runs} runs "
           f"of 20,000 requests; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}; fastest of {args.repeat} interleaved attempts\n")
-    print("| executor | speed-up vs 1 worker | wall time | runs/s | cores busy (whole machine) | same numbers |")
+    print("| engine and executor | speed-up vs the SimPy engine on 1 worker | wall time | runs/s "
+          "| cores busy (whole machine) | same numbers |")
     print("|---|---|---|---|---|---|")
     for name, seconds, cores, same in rows:
         print(f"| {name} | {reference / seconds:.2f}x | {seconds:.1f} s | {runs / seconds:.1f} | {cores:.2f} | "
