@@ -20,6 +20,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,8 +29,6 @@ from sim.engine.autoscaled import AutoscaledPool
 from sim.engine.brokers import wiring as brokers
 from sim.engine.consumers import Execution, Pool, build_pool
 from sim.engine.faults import schedule_faults
-from sim.engine.folding import Folder
-from sim.engine.kept import Kept
 from sim.engine.kernel import Handler, Kernel, Reusable
 from sim.engine.producers import client_arrivals, direct_arrivals, keyed_arrivals, routed_arrivals, start_producers
 from sim.engine.records import JobLog, RequestLog, RunRecords, resolved_share
@@ -50,6 +49,9 @@ from sim.model.distributions import Sampler
 from sim.model.fault_specs import slowdowns_of
 from sim.model.keeping import expected_rows, requests_kept
 from sim.model.schema import ProducerSpec, Scenario, StageSpec
+
+if TYPE_CHECKING:
+    from sim.engine.folding import Folder
 
 __all__ = ["ClockCallback", "RunRecords", "replication_seeds", "simulate", "wire_stage"]
 # RunRecords and replication_seeds live in records and streams; they are named here too because
@@ -80,7 +82,10 @@ def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: ClockC
     kernel = Kernel()
     wired = _wire(kernel, scenario, seeds)
     kept = requests_kept(scenario).kept
-    if kept is not None:
+    if kept is not None:  # streaming: its folding runs in Numba, imported only when a run streams
+        from sim.engine.folding import Folder
+        from sim.engine.kept import Kept
+
         wired.folder = Folder(scenario, kernel, wired.jobs, wired.stages, wired.tracker, wired.job_count,
                               Kept(kept, seeds, wired.tracker is not None, wired.jobs.metered))
     horizon = start_producers(kernel, scenario, seeds, wired.service_rng, wired.on_arrival)
