@@ -1,4 +1,4 @@
-"""The ``qsim`` command: ``run``, ``check``, ``compare`` and ``plan``.
+"""The ``qsim`` command: ``run``, ``check``, ``compare``, ``plan`` and ``animate``.
 
 Bad input ends with one line on stderr (``qsim: error: <file>: <field>: ...``) and exit
 code 2, never a traceback; nothing is written before the scenario (every sweep point, every
@@ -27,6 +27,7 @@ from sim.experiments.sweep import experiment_from_dict, load_experiment, startin
 from sim.experiments.targets import metric_columns
 from sim.model.engines import ENGINES
 from sim.model.scenario import ScenarioError, parse_override, read_scenario_data, split_experiment
+from sim.output import animate_command
 from sim.output.progress import ProgressBar as _ProgressBar
 from sim.output.progress import note as _note
 from sim.output.tables import format_comparison, format_summary, format_sweep, parse_metrics, plan_text
@@ -125,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     planning.add_argument("--confidence", type=float, help="one-sided confidence for every target (default 0.95)")
     planning.add_argument("--max-replications", type=int, help="cap when refining a probe near the boundary")
     planning.add_argument("--tolerance", type=float, help="stop bisecting a real-valued field at this width")
+    animate_command.add_parser(commands)
     return parser
 
 
@@ -352,7 +354,7 @@ def _yaml(text: str | None) -> Any:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"run": _run, "check": _check, "compare": _compare,
-                                                             "plan": _plan}
+                                                             "plan": _plan, "animate": animate_command.animate_scenario}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
