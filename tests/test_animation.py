@@ -8,6 +8,7 @@ against plain counts. The drawing is checked headless: a GIF with the expected n
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -247,6 +248,19 @@ def test_mp4_without_ffmpeg_says_to_write_a_gif(qsim: Cli, tmp_path: Path, monke
     (tmp_path / "folder.gif").mkdir()
     with pytest.raises(ScenarioError, match="got a folder"):
         movie.check_output(tmp_path / "folder.gif")
+
+
+def test_the_gif_decodes_to_every_frame_as_rendered() -> None:
+    """Frames after the first store only their changed pixels; played back (each drawn over the previous),
+    every frame is pixel for pixel the rendered one: a wrong transparent index or disposal would differ."""
+    scene = scene_of(sim.run(sim.load_scenario(ENCORE)), 0.0, 20.0, fps=4)
+    rendered = movie._paletted(scene)
+    with Image.open(io.BytesIO(movie.gif_bytes(scene))) as image:
+        assert image.n_frames == len(rendered)
+        for k in range(image.n_frames):
+            image.seek(k)
+            played = np.asarray(image.convert("RGB"))
+            np.testing.assert_array_equal(played, np.asarray(rendered[k].convert("RGB")), err_msg=f"frame {k}")
 
 
 def test_it_runs_headless(tmp_path: Path) -> None:
