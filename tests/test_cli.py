@@ -209,7 +209,7 @@ def test_the_same_seed_gives_the_same_numbers(
         (["--set", "producers.4.timeout=1s"], ["--set producers.4.timeout: got '4'", "use an index from 0 to 0"]),
         (["--set", "queue.capacity"], ["--set 'queue.capacity': write key.path=value"]),
         (["--seed", "-1"], ["--seed: got -1; give an integer >= 0"]),
-        (["--replications", "0"], ["--replications: got 0; give an integer >= 1"]),
+        (["--replications", "0"], ["--replications: got 0; give an integer from 1 to 10,000"]),
         (["--seed", "many"], ["argument --seed: invalid int value: 'many'", "see qsim run --help"]),
         (["--bogus"], ["unrecognized arguments: --bogus"]),
     ],
@@ -262,7 +262,7 @@ def test_check_validates_without_running(
     monkeypatch.chdir(tmp_path)
     code, stdout, err = qsim("check", scenario)
     assert (code, err) == (0, "")
-    assert stdout == f"{scenario}: ok (small, 1 producer(s))\n"
+    assert stdout == f"{scenario}: ok (small, 1 producer(s), ~300 requests, <1 MB, <1 s)\n"
     assert [p.name for p in tmp_path.iterdir()] == ["small.yaml"]  # no results folder written
 
 
@@ -274,7 +274,7 @@ def test_check_reports_every_bad_file_on_its_own_line(
     missing = tmp_path / "missing.yaml"
     code, stdout, err = qsim("check", unknown, scenario, missing)
     assert code == EXIT_BAD_INPUT
-    assert stdout == f"{scenario}: ok (small, 1 producer(s))\n"
+    assert stdout == f"{scenario}: ok (small, 1 producer(s), ~300 requests, <1 MB, <1 s)\n"
     assert err.splitlines() == [
         f"qsim: error: {unknown}: queue.capasity: unknown key; did you mean 'capacity'? "
         "allowed here: discipline, capacity, overflow, on_expired, lifo_when, aqm, delivery, pollers",
@@ -315,4 +315,4 @@ def test_python_dash_m_sim_check_exits_0(scenario: Path) -> None:
         capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
     )
     assert (done.returncode, done.stderr) == (0, "")
-    assert done.stdout == f"{scenario}: ok (small, 1 producer(s))\n"
+    assert done.stdout == f"{scenario}: ok (small, 1 producer(s), ~300 requests, <1 MB, <1 s)\n"

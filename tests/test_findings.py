@@ -126,3 +126,21 @@ def test_retry_storm_is_metastable_without_a_budget(budget: dict[str, int] | Non
     else:
         assert long_after > 0.9 * before  # recovered
         assert row(result)["goodput"] > 0.7 * 800  # ~650/s: only the trigger's 10 s are lost
+
+
+def test_autoscaled_pool_sits_between_a_fixed_pool_and_lambda_on_p99_and_on_cost() -> None:
+    result = sim.sweep(sim.load_experiment(ROOT / "scenarios" / "autoscale-backlog.yaml"))
+    estimates = result.estimates
+    means = estimates[(estimates["stat"] == "mean") & (estimates["producer"] == "all")].set_index("point")
+    keda, fixed, lam = (means.loc[point] for point in (0, 1, 2))
+    # p99: ~2.7 s (Lambda), ~45 s (the pool waits for capacity), ~110 s (25 consumers drain the burst).
+    assert lam["latency_p99"] < 0.2 * keda["latency_p99"]
+    assert keda["latency_p99"] < 0.6 * fixed["latency_p99"]
+    # Cost: ~$0.62 (fixed), ~$1.04 (the pool at 100 consumers through the 5-minute window), ~$1.31 (Lambda).
+    assert fixed["cost_usd"] < 0.75 * keda["cost_usd"]
+    assert keda["cost_usd"] < 0.9 * lam["cost_usd"]
+    # The pool went to its maximum for the burst and came back down to about the steady load's need.
+    series = result.timeseries
+    pool = series[(series["point"] == 0) & (series["replication"] == 0)]
+    assert pool["desired"].max() == 100
+    assert 20 <= pool["ready"].iloc[-30:].mean() <= 40

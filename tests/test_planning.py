@@ -14,8 +14,9 @@ from sim.cli import EXIT_BAD_INPUT, EXIT_NO_ANSWER, main
 from sim.experiments.executors import InProcess
 from sim.experiments.planning import Plan, Planner
 from sim.experiments.runner import Runner
+from sim.experiments.specs import parse_plan
 from sim.experiments.sweep import experiment_from_dict
-from sim.experiments.targets import parse_plan, parse_target, parse_value
+from sim.experiments.targets import parse_target, parse_value
 from sim.model.scenario import ScenarioError
 from tests.helpers import ROOT
 
@@ -203,7 +204,8 @@ def test_bad_plans_are_one_line(
 
 def test_check_validates_the_plan_in_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(ROOT / "scenarios/capacity-plan-burst.yaml")]) == 0
-    assert capsys.readouterr().out.endswith("(capacity-plan-burst, 1 producer(s), plan)\n")
+    assert capsys.readouterr().out.endswith("(capacity-plan-burst, 1 producer(s), plan, ~20,000 requests per run "
+                                            "(backlog ~19,700), ~2.9 MB, ~16 s)\n")
     bad = tmp_path / "bad.yaml"
     bad.write_text((ROOT / "scenarios/capacity-plan-burst.yaml").read_text().replace("min: 100", "min: 0"))
     assert main(["check", str(bad)]) == EXIT_BAD_INPUT

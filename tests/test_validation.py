@@ -18,6 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 import sim
 from sim.model.scenario import ScenarioError, apply_overrides, load_scenario, parse_override, scenario_from_dict
 from sim.model.specs import DISTRIBUTIONS, PROCESSES, ArrivalSpec, DistributionSpec, PoissonSpec
+from tests.helpers import ROOT
 
 BASE: dict[str, Any] = {
     "name": "check",
@@ -459,3 +460,10 @@ def test_experiment_blocks_refuse_unknown_keys(tmp_path: Path, block: str, messa
     with pytest.raises(ScenarioError) as error:
         sim.load_experiment(path)
     assert str(error.value).startswith(f"{path}: {message} allowed here: ")
+
+
+def test_one_did_you_mean_for_everything() -> None:
+    # Suggestions come from sim.model.errors.did_you_mean alone, so every typo reads the same.
+    users = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "sim").rglob("*.py")
+                   if "difflib" in path.read_text())
+    assert users == ["sim/model/errors.py"]

@@ -15,7 +15,13 @@ from numpy.typing import NDArray
 
 from sim.engine.records import REJECTED
 from sim.engine.simulation import RunRecords
-from sim.engine.tally import factor, widening
+from sim.engine.tally import MAX_BUCKETS, bucket_count, factor, widening
+from sim.engine.tally import bucket_edges as tally_edges
+
+__all__ = ["MAX_BUCKETS", "Intervals", "StepFunction", "bucket_edges"]
+
+MAX_RATIO = 1e15
+"""Runs up to this many scenario buckets long widen by the nested factors (10^15: 1 us over 30 years)."""
 
 Floats = NDArray[np.float64]
 Mask = NDArray[np.bool_]
@@ -178,8 +184,18 @@ class Intervals:
 
 def bucket_edges(end: float, bucket: float) -> tuple[Floats, float]:
     """Edges of the time buckets covering ``[0, end]``; past :data:`MAX_BUCKETS` the bucket widens by the
-    factors 2, 10, 20, 100, ... (the rule a streamed run's tally follows too)."""
-    width = bucket * factor(widening(end, bucket))
-    count = max(1, math.ceil(end / width - 1e-9))
-    edges: Floats = np.arange(count + 1, dtype=np.float64) * width
+    factors 2, 10, 20, 100, ... (the rule a streamed run's tally follows too).
+
+    Any ``bucket`` > 0, however small against ``end``, gives at most :data:`MAX_BUCKETS` buckets: a
+    bucket more than 10^15 times smaller than the run (scenarios refuse buckets under 1 us, so
+    only a direct call gets here) widens to a round number of seconds instead.
+    """
+    ratio = end / bucket if bucket > 0 else math.inf
+    if ratio <= MAX_RATIO:
+        width = bucket * factor(widening(end, bucket))
+    else:  # also an infinite ratio (a subnormal bucket)
+        wanted = end / MAX_BUCKETS
+        magnitude = 10.0 ** math.floor(math.log10(wanted))
+        width = next((m * magnitude for m in (1.0, 2.0, 5.0) if m * magnitude >= wanted), 10.0 * magnitude)
+    edges: Floats = tally_edges(bucket_count(end, width), width, end)
     return edges, float(width)

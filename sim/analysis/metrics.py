@@ -19,6 +19,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from sim.analysis.intervals import Intervals, StepFunction, bucket_edges
+from sim.analysis.pools import mean_consumers, pool_cost, scaling_columns
 from sim.engine.records import AQM, COMPLETED, DROPPED, EXPIRED, IN_SYSTEM, LATE, OUTCOMES, OVERFLOW, REJECTED, Columns
 from sim.engine.simulation import RunRecords
 from sim.engine.tally import MAX_BUCKETS
@@ -72,7 +73,8 @@ def timeseries(records: RunRecords, bucket: float, intervals: Intervals | None =
         columns["cold_starts"] = counted(jobs.start[jobs.usage.cold_starts > 0])
         columns["duplicates"] = counted(jobs.finish[jobs.usage.duplicates > 0])
     if records.environments:
-        columns["provisioned"] = _provisioned(records).bucket_averages(edges, end)
+        columns["provisioned"] = provisioned(records).bucket_averages(edges, end)
+    columns.update(scaling_columns(records, edges, end))
     if len(records.stage_names) > 1:
         lost = (jobs.outcome == REJECTED) | (jobs.outcome == DROPPED) | (jobs.outcome == EXPIRED)
         job_served = (jobs.outcome == COMPLETED) | (jobs.outcome == LATE)
@@ -88,7 +90,7 @@ def timeseries(records: RunRecords, bucket: float, intervals: Intervals | None =
     return frame
 
 
-def _provisioned(records: RunRecords) -> StepFunction:
+def provisioned(records: RunRecords) -> StepFunction:
     """Execution environments alive over time, all stages (warm or busy)."""
     spans = np.concatenate(records.environments)  # rows (created, reclaimed); NaN: alive at the end
     created, reclaimed = spans[:, 0], spans[:, 1]
@@ -118,7 +120,7 @@ def summary_columns(scenario: Scenario) -> list[str]:
         "timeout_rate", "starvation", "throughput", "goodput",
         "latency_mean", *latency,
         "wait_mean", *[f"wait_{percentile_column(p)}" for p in WAIT_PERCENTILES],
-        "wasted_work", "utilization", "mean_queue", "max_queue", "mean_in_system", "cost_usd",
+        "wasted_work", "utilization", "mean_queue", "max_queue", "mean_in_system", "mean_consumers", "cost_usd",
         "sim_time", "wall_time", *LABEL_COLUMNS,
     ]  # fmt: skip
 
@@ -222,6 +224,17 @@ def _usage(records: RunRecords, scenario: Scenario, view: _View) -> dict[str, fl
     }
 
 
+def _consumers(records: RunRecords, scenario: Scenario, view: _View, window: tuple[float, float], busy_share: float,
+               usage_cost: float) -> dict[str, float]:
+    """Mean consumers provisioned and the cost with the priced pools' share (a producer's: by busy time)."""
+    stage = None if view.stage == "all" else records.stage_names.index(view.stage)
+    pools = pool_cost(records, scenario, *window, stage=stage)
+    if pools is not None:
+        share = busy_share if view.producer != "all" else 1.0
+        usage_cost = pools * share + (0.0 if math.isnan(usage_cost) else usage_cost)
+    return {"mean_consumers": mean_consumers(records, *window, stage=stage), "cost_usd": usage_cost}
+
+
 def summarize(records: RunRecords, scenario: Scenario, replication: int,
               intervals: Intervals | None = None, warmup: float | None = None) -> pd.DataFrame:
     """Summary rows: all requests end to end (``producer = stage = "all"``), then each producer
@@ -238,7 +251,11 @@ def summarize(records: RunRecords, scenario: Scenario, replication: int,
     jobs = records.jobs
     late = jobs.outcome == LATE
     rows = []
+    all_busy = 0.0
     for view in _views(records, scenario, intervals, warmup):
+        busy = view.busy().average(begin, end) + _batched_busy(records, view, span)
+        all_busy = busy if view.producer == view.stage == "all" else all_busy  # the first view
+        usage = _usage(records, scenario, view)
         c, mask = view.rows, view.keep
         outcome = c.outcome[mask]
         reason = c.reason[mask]
@@ -261,7 +278,7 @@ def summarize(records: RunRecords, scenario: Scenario, replication: int,
             "overdue": overdue,
             "dropped_overflow": int(np.count_nonzero((outcome == DROPPED) & (reason == OVERFLOW))),
             "dropped_aqm": int(np.count_nonzero((outcome == DROPPED) & (reason == AQM))),
-            **_usage(records, scenario, view),
+            **usage,
             "timeout_rate": (counts["late"] + counts["expired"] + overdue) / offered if offered else math.nan,
             "starvation": lost / offered if offered else math.nan,
             "throughput": int(served.sum()) / span if span > 0 else math.nan,
@@ -277,9 +294,11 @@ def summarize(records: RunRecords, scenario: Scenario, replication: int,
                 for p, v in zip(WAIT_PERCENTILES, _percentiles(wait, WAIT_PERCENTILES), strict=True)
             },
             "wasted_work": float(np.sum((jobs.finish - jobs.start)[view.jobs & late])),
-            "utilization": (view.busy().average(begin, end) + _batched_busy(records, view, span)) / view.concurrency,
+            "utilization": busy / view.concurrency,
             **_queue_stats(view.queue(), begin, end),
             "mean_in_system": view.system().average(begin, end),
+            **_consumers(records, scenario, view, (begin, end), busy / all_busy if all_busy > 0 else 0.0,
+                         usage["cost_usd"]),
             "sim_time": records.end_time,
             "wall_time": records.wall_time,
             "engine": records.engine,

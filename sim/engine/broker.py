@@ -23,7 +23,9 @@ Pollers (the event source mapping's concurrent batches; :class:`PollerState`) st
 again. They do not see the function's concurrency, so they can pull more than it may run; a
 poller whose batch is throttled backs off for ``pollers.throttle_backoff`` before it receives
 again. Retention is applied when a message would be received. Visibility timeouts cost one
-event per batch, not per message.
+event per batch, not per message. An autoscaled pool's consumers are containers that receive
+for themselves: a receive happens only when a consumer is idle (never throttled), and a
+consumer that becomes ready receives at once.
 
 :class:`_Delivery` wires it, one method per step: :meth:`~_Delivery.send`,
 :meth:`~_Delivery.receive`, :meth:`~_Delivery.invoke`, :meth:`~_Delivery.on_invocation_done`
@@ -38,6 +40,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import cast
 
+from sim.engine.autoscaled import AutoscaledPool, attach
 from sim.engine.consumers import Execution, Pool, Slot
 from sim.engine.kernel import Handler, Kernel, Reusable
 from sim.engine.records import (
@@ -54,7 +57,7 @@ from sim.engine.records import (
     TIMEOUT,
     JobLog,
 )
-from sim.engine.stage import Listener, Stage
+from sim.engine.stage import NO_LIVE_JOB, Listener, Stage
 from sim.model.delivery_specs import BatchSpec, DeliverySpec, PollersSpec
 from sim.model.schema import StageSpec
 
@@ -70,6 +73,15 @@ class Broker:
         """Batch id -> messages, while an invocation runs them."""
         self.invocations: tuple[list[float], list[float]] = ([], [])
         """Start and end of every invocation: the consumers' busy time (a batch is one piece of work)."""
+
+    def oldest(self) -> int:
+        """The smallest message id the broker may still read or write (visible, in flight or being
+        processed: a message already completed can be processed again as a duplicate), or NO_LIVE_JOB."""
+        oldest = min(self.visible, default=NO_LIVE_JOB)
+        oldest = min(oldest, min(self.in_flight, default=NO_LIVE_JOB))
+        for batch in self.processing.values():
+            oldest = min(oldest, min(batch, default=NO_LIVE_JOB))
+        return oldest
 
     def held(self, outcome: object) -> int:
         """Distinct messages still in the broker or being processed."""
@@ -102,15 +114,25 @@ def wire(kernel: Kernel, spec: StageSpec, log: JobLog, *, pool: Pool, execution:
     assert spec.queue.delivery is not None
     delivery = _Delivery(kernel, spec, log, pool, execution, listener)
     broker, state, outcome = delivery.broker, delivery.state, log.outcome
-    return Stage(spec.name, spec.consumers.concurrency, delivery.send, pool, lambda: broker.held(outcome),
-                 lambda: 0, spec.consumers.priced, lambda: state.last_end, broker.invocations)
+    if delivery.autoscaled is not None:
+        visible, in_flight, arrival = broker.visible, broker.in_flight, log.arrival
+
+        def oldest_wait(now: float) -> float:
+            waiting = [arrival[job] for job in visible if outcome[job] == IN_SYSTEM]
+            return now - min(waiting) if waiting else 0.0
+
+        attach(kernel, delivery.autoscaled, backlog=lambda: len(visible) + len(in_flight), oldest_wait=oldest_wait,
+               serve_waiting=delivery.poll)
+    return Stage(spec.name, pool.cap, delivery.send, pool, lambda: broker.held(outcome),
+                 lambda: 0, spec.consumers.priced, lambda: state.last_end, broker.invocations, broker.oldest)
 
 
 class _Delivery:
     """One brokered stage at run time: each method is a step of a message's life (module docstring)."""
 
-    __slots__ = ("batch", "broker", "capacity", "delivery", "done", "execution", "in_flight", "kernel", "listener",
-                 "log", "memory_gb", "pollers", "pool", "receipts", "skip_expired", "sqs_requests", "state", "visible")
+    __slots__ = ("autoscaled", "batch", "broker", "capacity", "delivery", "done", "execution", "in_flight", "kernel",
+                 "listener", "log", "memory_gb", "pollers", "pool", "receipts", "skip_expired", "sqs_requests", "state",
+                 "visible")
 
     def __init__(self, kernel: Kernel, spec: StageSpec, log: JobLog, pool: Pool, execution: Execution,
                  listener: Listener | None) -> None:
@@ -132,6 +154,8 @@ class _Delivery:
         self.state = PollerState()
         self.receipts = iter(range(1, 2**62))
         self.done: list[Handler] = [self.on_invocation_done]
+        self.autoscaled = pool if isinstance(pool, AutoscaledPool) else None
+        """Consumers that receive for themselves, when idle (instead of the event source mapping's pollers)."""
 
     def send(self, job: int, now: float) -> None:
         """SendMessage: the message becomes visible, unless a bounded queue is full."""
@@ -157,7 +181,15 @@ class _Delivery:
             self.listener.failed(job, code, now)
 
     def allowed(self, now: float) -> int:
-        """Pollers the ramp allows at ``now``: ``initial``, plus ``rate`` a second, up to ``max``."""
+        """Pollers the ramp allows at ``now``: ``initial``, plus ``rate`` a second, up to ``max``.
+
+        An autoscaled pool's idle consumers each receive (one receive wakes a dormant autoscaler).
+        """
+        autoscaled = self.autoscaled
+        if autoscaled is not None:
+            if autoscaled.dormant:
+                autoscaled.wake(now)
+            return self.state.active + len(autoscaled.free)
         pollers = self.pollers
         grown = int((now - self.state.ramp_start) * pollers.rate + 1e-9)
         return min(pollers.max, pollers.initial + grown)
@@ -175,7 +207,7 @@ class _Delivery:
                     self.kernel.call_at(now + batch.window, self.on_window)
                 return
             self.receive(now)
-        if visible and state.active >= allowed < pollers.max and not state.growth_pending:
+        if visible and state.active >= allowed < pollers.max and not state.growth_pending and self.autoscaled is None:
             state.growth_pending = True
             grown = allowed - pollers.initial + 1
             self.kernel.call_at(state.ramp_start + grown / pollers.rate, self.on_growth)
@@ -253,7 +285,6 @@ class _Delivery:
         now = event.due
         log, in_flight, listener, sqs_requests = self.log, self.in_flight, self.listener, self.sqs_requests
         outcome, deadline, finish = log.outcome, log.deadline, log.finish
-        self.broker.processing.pop(slot.job, None)
         succeeded = [job for job, why in zip(slot.batch, slot.failures, strict=True) if not why]
         for job in succeeded:
             if outcome[job] == IN_SYSTEM:
@@ -265,6 +296,7 @@ class _Delivery:
             else:
                 log.duplicates[job] += 1
             sqs_requests[job] += 1 / len(succeeded)  # one DeleteMessageBatch call
+        self.broker.processing.pop(slot.job, None)  # only now: the listener may fold rows while the loop runs
         slot.batch, slot.failures = [], []
         self.state.last_end = now
         self.pool.release(slot, now)

@@ -1,8 +1,11 @@
 """Consumers: who runs the work, for how long, and whether it fails.
 
-Two kinds of pools hand out :class:`Slot` objects (one per execution environment):
+Pools hand out :class:`Slot` objects (one per execution environment) through the :class:`Pool`
+interface:
 
 - :class:`FixedPool`: ``concurrency`` workers, all warm from the start (a worker pool);
+- :class:`~sim.engine.autoscaled.AutoscaledPool`: a worker pool an HPA-like autoscaler resizes
+  (built by :mod:`sim.engine.autoscaled`, which imports this module);
 - :class:`ServerlessPool`: Lambda-like environments created on demand (``docs/modelling.md``,
   AWS Lambda): up to ``concurrency`` at once, new ones limited by a token bucket (``rate``, ``burst``),
   each paying a cold start, reclaimed after ``idle_timeout`` unused. Warm environments are
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
@@ -164,7 +168,31 @@ class ServerlessPool:
         return np.column_stack([np.array(self.created, dtype=float), np.array(self.reclaimed, dtype=float)])
 
 
-Pool = FixedPool | ServerlessPool
+class Pool(Protocol):
+    """The pool interface: what a stage needs from its consumers, whatever kind they are.
+
+    ``cap`` is the most consumers the pool may have at once (a stage's concurrency); ``free``
+    the idle slots; ``acquire(now)`` hands out a slot with its start-up delay and whether it is
+    new, or None when none can serve now; ``release(slot, now)`` takes a slot back when its work
+    is done (a pool may retire it instead, as an autoscaled pool that is shrinking does);
+    ``busy`` counts the slots at work; ``lifespans(end)`` says when each consumer was created
+    and when it left. Implemented by :class:`FixedPool`, :class:`ServerlessPool` and
+    :class:`~sim.engine.autoscaled.AutoscaledPool` (this was a union of the first two: code that
+    only named the type keeps working). The hot path of a fixed pool uses its ``free`` list
+    directly, so a new kind of pool must not subclass :class:`FixedPool`.
+    """
+
+    cap: int
+    free: list[Slot]
+
+    def acquire(self, now: float) -> tuple[Slot, float, bool] | None: ...
+
+    def release(self, slot: Slot, now: float) -> None: ...
+
+    @property
+    def busy(self) -> int: ...
+
+    def lifespans(self, end: float) -> Lifespans: ...
 
 
 def build_pool(kernel: Kernel, spec: ConsumersSpec, rng: np.random.Generator) -> Pool:

@@ -3,7 +3,9 @@
 The life of a job here is told in :mod:`sim.engine.stage`; this module wires it, one
 function per step: :func:`_admitter` (admit), :func:`_starter` (start service),
 :func:`_finisher` (finish), :func:`_taker` (the next job to serve), :func:`_settler` (leave
-unserved) and :func:`_scaler` (wait for a serverless pool's scaling allowance).
+unserved), :func:`_scaler` (wait for a serverless pool's scaling allowance) and
+:func:`_autoscaled` (an autoscaled pool's new consumers take waiting jobs; one due to leave
+takes none).
 
 Each step is a closure made once per stage. The steps share a :class:`_Wiring`, but each
 copies the fields it uses into its own local names when it is made: in the hot path a
@@ -13,6 +15,7 @@ closure variable costs less than an attribute look-up.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from heapq import heappush
@@ -22,11 +25,25 @@ import numpy as np
 from simpy.events import NORMAL
 
 from sim.engine.aqm import Codel, EarlyDrop, FailAtScale, HeadDrop, Proportional, Red
+from sim.engine.autoscaled import AutoscaledPool, attach
 from sim.engine.consumers import Execution, FixedPool, Pool, ServerlessPool, Slot
 from sim.engine.kernel import Handler, Kernel, Reusable
 from sim.engine.queues import Queue, queue_for
-from sim.engine.records import AQM, COMPLETED, DROPPED, EXPIRED, FAILED, LATE, OVERFLOW, REJECTED, THROTTLE, JobLog
-from sim.engine.stage import Admit, Listener, Stage
+from sim.engine.records import (
+    AQM,
+    COMPLETED,
+    DROPPED,
+    EXPIRED,
+    FAILED,
+    IN_SYSTEM,
+    LATE,
+    OVERFLOW,
+    REJECTED,
+    THROTTLE,
+    JobLog,
+)
+from sim.engine.rows import numpy_of
+from sim.engine.stage import NO_LIVE_JOB, Admit, Listener, Stage
 from sim.engine.streams import uniform_stream
 from sim.model.schema import CodelSpec, FailAtScaleSpec, ProportionalSpec, RedSpec, StageSpec
 
@@ -66,8 +83,8 @@ class _Wiring:
 
 def wire(kernel: Kernel, spec: StageSpec, log: JobLog, *, pool: Pool, execution: Execution,
                levels: list[int], producer_names: list[str], aqm_rng: np.random.Generator,
-               listener: Listener | None) -> Stage:
-    """Build a stage whose consumers take jobs from its queue; return it with ``admit``."""
+               listener: Listener | None, index: int = 0) -> Stage:
+    """Build a stage (number ``index``) whose consumers take jobs from its queue; return it with ``admit``."""
     qspec = spec.queue
     queue = queue_for(qspec.discipline, levels, log.producer.__getitem__, length=qspec.switch.length,
                         wait=qspec.switch.wait, arrival=log.arrival, clock=kernel.clock())
@@ -83,10 +100,26 @@ def wire(kernel: Kernel, spec: StageSpec, log: JobLog, *, pool: Pool, execution:
                                           qspec.capacity)
     begin = _starter(wiring)
     take = _taker(wiring, settle)
-    wiring.finished.append(_finisher(wiring, take, begin))
+    finisher_take = _autoscaled(wiring, take, begin) if isinstance(pool, AutoscaledPool) else take
+    wiring.finished.append(_finisher(wiring, finisher_take, begin))
     admit = _admitter(wiring, settle, begin, _scaler(wiring, take, begin))
-    return Stage(spec.name, spec.consumers.concurrency, admit, pool, queue.__len__, lambda: pool.busy,
-                 spec.consumers.priced)
+    stage = Stage(spec.name, pool.cap, admit, pool, queue.__len__, lambda: pool.busy, spec.consumers.priced)
+    stage.oldest_live = lambda: oldest_in_system(log, index if log.routed else None)
+    return stage
+
+
+def oldest_in_system(log: JobLog, stage: int | None) -> int:
+    """The oldest job (of ``stage``) not yet folded that is waiting or in service, or NO_LIVE_JOB.
+
+    At a queue stage a job is waiting or in service exactly while its outcome is ``in_system``
+    (every step that takes it out writes its outcome), so the log itself says: no per-event work.
+    """
+    first, last = log.folded, log.allocated
+    live = numpy_of(log.outcome, first, last) == IN_SYSTEM
+    if stage is not None:
+        live &= numpy_of(log.stage, first, last) == stage
+    found = int(np.argmax(live)) if len(live) else 0
+    return first + found if len(live) and live[found] else NO_LIVE_JOB
 
 
 def _settler(w: _Wiring) -> Settle:
@@ -114,13 +147,14 @@ def _admitter(w: _Wiring, settle: Settle, begin: Begin, request_allowance: Calla
     free = pool.free if isinstance(pool, FixedPool) else []  # the fixed pool's free list, used directly
     take_free = free.pop
     serverless = pool if isinstance(pool, ServerlessPool) else None
+    elastic = pool if isinstance(pool, ServerlessPool | AutoscaledPool) else None  # slots handed out by acquire
 
     def admit(job: int, now: float) -> None:
         if early_drop is not None and early_drop(producer[job], len(queue), not (free or pool.free)):
             settle(job, DROPPED, now, AQM)
         elif free:
             begin(take_free(), job, now)
-        elif serverless is not None and (acquired := serverless.acquire(now)) is not None:
+        elif elastic is not None and (acquired := elastic.acquire(now)) is not None:
             begin(acquired[0], job, now, acquired[1], acquired[2])
         elif len(queue) < limit:
             if note_push is not None:
@@ -261,6 +295,41 @@ def _scaler(w: _Wiring, take: Take, begin: Begin) -> Callable[[float], None] | N
         kernel.call_at(serverless.next_allowance(now), on_allowance)
 
     return request_allowance
+
+
+def _autoscaled(w: _Wiring, take: Take, begin: Begin) -> Take:
+    """An autoscaled pool: start its autoscaler; return the finishers' ``take``.
+
+    A consumer that becomes ready takes waiting jobs; a consumer that finishes while busy
+    consumers are asked to leave takes no new job (its release makes it leave).
+    """
+    pool = w.pool
+    assert isinstance(pool, AutoscaledPool)
+    queue, arrival = w.queue, w.log.arrival
+
+    def serve_waiting(now: float) -> None:
+        while pool.free and queue:
+            job = take(now)
+            if job < 0:
+                return
+            acquired = pool.acquire(now)
+            assert acquired is not None
+            begin(acquired[0], job, now)
+
+    def oldest_wait(now: float) -> float:
+        if not queue:
+            return 0.0
+        # Job ids grow with arrival time, so the smallest id waiting is the oldest job.
+        oldest = queue[0] if isinstance(queue, deque) else min(queue.waiting())
+        return now - arrival[oldest]
+
+    attach(w.kernel, pool, backlog=lambda: len(queue) + pool.busy, oldest_wait=oldest_wait,
+           serve_waiting=serve_waiting)
+
+    def take_unless_leaving(now: float) -> int:
+        return -1 if pool.surplus else take(now)
+
+    return take_unless_leaving
 
 
 def _aqm(spec: RedSpec | ProportionalSpec | CodelSpec | FailAtScaleSpec | None, queue: Queue,

@@ -40,7 +40,8 @@ usage
 :class:`RunRecords`                    :func:`sim.engine.simulation.simulate` at the end of the
                                        run; ``environments`` from the pools
                                        (:mod:`~sim.engine.consumers`), ``invocations`` from the
-                                       broker
+                                       broker, ``scaling`` from autoscaled pools
+                                       (:mod:`~sim.engine.autoscaled`)
 =====================================  ==========================================================
 """
 
@@ -53,7 +54,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from sim.engine.rows import CHUNK, FloatColumn, Folding, IntColumn, Store
 from sim.engine.tally import Tally
+
+__all__ = ["CHUNK", "Columns", "JobLog", "RequestLog", "RunRecords", "Usage"]
 
 #: Outcome codes, in the order of :data:`OUTCOMES`. ``IN_SYSTEM`` (0) is the default, so a
 #: request nobody finished is reported as still in the system when the run ends.
@@ -66,36 +70,8 @@ OUTCOMES = ("in_system", "completed", "late", "expired", "rejected", "dropped", 
 NO_REASON, OVERFLOW, AQM, THROTTLE, ERROR, TIMEOUT, RETENTION = range(7)
 REASONS = ("", "overflow", "aqm", "throttle", "error", "timeout", "retention")
 
-CHUNK = 65536
-"""Rows added to a log each time it fills up."""
-
 Floats = NDArray[np.float64]
 Small = NDArray[np.int8]
-
-
-def _grow(columns: list[array[float]], fill: float) -> None:
-    block = array("d", [fill]) * CHUNK
-    for column in columns:
-        column.extend(block)
-
-
-def _freeze_floats(column: array[float], count: int) -> Floats:
-    """Copy the first ``count`` values to NumPy, then free the array (one column at a time keeps the peak low)."""
-    values = np.array(np.frombuffer(column, dtype=np.float64)[:count])
-    del column[:]
-    return values
-
-
-def _freeze_small(column: array[int], count: int) -> Small:
-    values: Small = np.array(np.frombuffer(column, dtype=np.int8)[:count])
-    del column[:]
-    return values
-
-
-def _freeze_ids(column: array[int], count: int) -> NDArray[np.int64]:
-    values: NDArray[np.int64] = np.array(np.frombuffer(column, dtype=np.int64)[:count])
-    del column[:]
-    return values
 
 
 USAGE_COUNTS = ("receives", "throttles", "cold_starts", "duplicates")
@@ -121,6 +97,11 @@ class Usage:
     gb_seconds: Floats
     invocations: Floats
     sqs_requests: Floats
+
+    @staticmethod
+    def names() -> tuple[str, ...]:
+        """The usage columns, in the order of the fields."""
+        return ("attempt", *USAGE_COUNTS, *USAGE_AMOUNTS)
 
     def per_request(self, request: NDArray[np.int64], count: int) -> Usage:
         """Sum job usage into request usage; ``attempt`` becomes the number of attempts."""
@@ -152,76 +133,68 @@ class JobLog:
 
     ``routed`` adds the stage and request of each job (several stages, or retries);
     ``metered`` adds the usage columns (scaling, broker delivery, failures, retries, prices).
+    Columns live in a :class:`~sim.engine.rows.Store`; ``allocated`` rows are ready to be written,
+    and ``folding`` (streaming statistics) is called before more are made ready.
     """
 
-    def __init__(self, routed: bool, metered: bool = False) -> None:
+    def __init__(self, routed: bool, metered: bool = False, expected_rows: float = math.inf) -> None:
+        self.store = store = Store(expected_rows)
         self.allocated = 0
-        self.producer = array("b")
-        self.arrival = array("d")
-        self.deadline = array("d")
-        self.service = array("d")
-        self.start = array("d")
-        self.finish = array("d")
-        self.outcome = array("b")
-        self.reason = array("b")
-        self.stage = array("b")
-        self.request = array("q")
+        self.folding: Folding | None = None
+        self.folded = 0
+        """Rows below this are final and folded into the streaming statistics (no stage holds them)."""
+        self.producer: IntColumn = store.column("b")
+        self.arrival: FloatColumn = store.column("d", math.nan)
+        self.deadline: FloatColumn = store.column("d", math.inf)
+        self.service: FloatColumn = store.column("d", math.nan)
+        self.start: FloatColumn = store.column("d", math.nan)
+        self.finish: FloatColumn = store.column("d", math.nan)
+        self.outcome: IntColumn = store.column("b")
+        self.reason: IntColumn = store.column("b")
         self._routed = routed
         self.metered = metered
-        self.attempt = array("q")
-        self.receives = array("q")
-        self.throttles = array("q")
-        self.cold_starts = array("q")
-        self.duplicates = array("q")
-        self.gb_seconds = array("d")
-        self.invocations = array("d")
-        self.sqs_requests = array("d")
+        self.stage: IntColumn = store.column("b") if routed else array("b")
+        self.request: IntColumn = store.column("q") if routed else array("q")
+        usage: IntColumn | FloatColumn
+        for name in USAGE_COUNTS + USAGE_AMOUNTS + ("attempt",):
+            code = "d" if name in USAGE_AMOUNTS else "q"
+            usage = store.column(code) if metered else array(code)
+            setattr(self, name, usage)
+        self.attempt: IntColumn
+        self.receives: IntColumn
+        self.throttles: IntColumn
+        self.cold_starts: IntColumn
+        self.duplicates: IntColumn
+        self.gb_seconds: FloatColumn
+        self.invocations: FloatColumn
+        self.sqs_requests: FloatColumn
+
+    @property
+    def routed(self) -> bool:
+        return self._routed
 
     def grow(self) -> None:
-        """Add ``CHUNK`` empty rows: NaN times, no deadline (+inf), producer 0, outcome in_system."""
-        _grow([self.arrival, self.service, self.start, self.finish], math.nan)
-        _grow([self.deadline], math.inf)
-        zero = array("b", bytes(CHUNK))
-        for column in (self.producer, self.outcome, self.reason):
-            column.extend(zero)
-        if self._routed:
-            self.stage.extend(zero)
-            self.request.extend(array("q", bytes(8 * CHUNK)))
-        if self.metered:
-            zeros = array("q", bytes(8 * CHUNK))
-            for column in (self.attempt, self.receives, self.throttles, self.cold_starts, self.duplicates):
-                column.extend(zeros)
-            _grow([self.gb_seconds, self.invocations, self.sqs_requests], 0.0)
-        self.allocated += CHUNK
+        """Make ``CHUNK`` more rows ready: NaN times, no deadline (+inf), producer 0, outcome in_system."""
+        if self.folding is not None:
+            self.folding()
+        self.store.grow()
+        self.allocated = self.store.allocated
 
     def freeze(self, count: int) -> Columns:
-        """The first ``count`` rows as NumPy arrays; the log is emptied as it goes."""
+        """The first ``count`` rows as NumPy arrays; the log's memory is handed back as it goes."""
+        take = self.store.take
         routed = self._routed
-        return Columns(
-            producer=_freeze_small(self.producer, count),
-            arrival=_freeze_floats(self.arrival, count),
-            deadline=_freeze_floats(self.deadline, count),
-            service=_freeze_floats(self.service, count),
-            start=_freeze_floats(self.start, count),
-            finish=_freeze_floats(self.finish, count),
-            outcome=_freeze_small(self.outcome, count),
-            reason=_freeze_small(self.reason, count),
-            stage=_freeze_small(self.stage, count) if routed else np.zeros(count, dtype=np.int8),
-            request=_freeze_ids(self.request, count) if routed else np.arange(count, dtype=np.int64),
-            usage=self._freeze_usage(count) if self.metered else None,
-        )
-
-    def _freeze_usage(self, count: int) -> Usage:
-        return Usage(
-            attempt=_freeze_ids(self.attempt, count),
-            receives=_freeze_ids(self.receives, count),
-            throttles=_freeze_ids(self.throttles, count),
-            cold_starts=_freeze_ids(self.cold_starts, count),
-            duplicates=_freeze_ids(self.duplicates, count),
-            gb_seconds=_freeze_floats(self.gb_seconds, count),
-            invocations=_freeze_floats(self.invocations, count),
-            sqs_requests=_freeze_floats(self.sqs_requests, count),
-        )
+        columns = Columns(
+            producer=take(self.producer, count), arrival=take(self.arrival, count),
+            deadline=take(self.deadline, count), service=take(self.service, count), start=take(self.start, count),
+            finish=take(self.finish, count), outcome=take(self.outcome, count), reason=take(self.reason, count),
+            stage=take(self.stage, count) if routed else np.zeros(count, dtype=np.int8),
+            request=take(self.request, count) if routed else np.arange(count, dtype=np.int64),
+            usage=Usage(**{name: take(getattr(self, name), count) for name in Usage.names()})
+            if self.metered else None,
+        )  # fmt: skip
+        self.store.close()
+        return columns
 
 
 class RequestLog:
@@ -229,27 +202,32 @@ class RequestLog:
 
     ``pending`` counts the request's jobs still in the system; the request is resolved when
     it reaches zero. ``outcome`` holds the first failure (rejected, dropped, expired) as soon
-    as one happens, otherwise completed or late is decided at resolution.
+    as one happens, otherwise completed or late is decided at resolution. With ``totals``
+    (streaming statistics) it also gathers, as its jobs are folded, what
+    :meth:`freeze` would compute from them: first start, total service and usage.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, totals: bool = False, expected_rows: float = math.inf) -> None:
+        self.store = store = Store(expected_rows)
         self.allocated = 0
-        self.producer = array("b")
-        self.arrival = array("d")
-        self.deadline = array("d")
-        self.finish = array("d")
-        self.outcome = array("b")
-        self.reason = array("b")
-        self.pending = array("q")
+        self.folding: Folding | None = None
+        self.producer: IntColumn = store.column("b")
+        self.arrival: FloatColumn = store.column("d", math.nan)
+        self.deadline: FloatColumn = store.column("d", math.inf)
+        self.finish: FloatColumn = store.column("d", math.nan)
+        self.outcome: IntColumn = store.column("b")
+        self.reason: IntColumn = store.column("b")
+        self.pending: IntColumn = store.column("q")
+        self.totals: dict[str, FloatColumn | IntColumn] = {}
+        if totals:
+            self.totals = {"start": store.column("d", math.nan), "service": store.column("d")}
+            self.totals.update({name: store.column("d" if name in USAGE_AMOUNTS else "q") for name in Usage.names()})
 
     def grow(self) -> None:
-        _grow([self.arrival, self.finish], math.nan)
-        _grow([self.deadline], math.inf)
-        zero = array("b", bytes(CHUNK))
-        for column in (self.producer, self.outcome, self.reason):
-            column.extend(zero)
-        self.pending.extend(array("q", bytes(8 * CHUNK)))
-        self.allocated += CHUNK
+        if self.folding is not None:
+            self.folding()
+        self.store.grow()
+        self.allocated = self.store.allocated
 
     def freeze(self, count: int, jobs: Columns) -> Columns:
         """End-to-end columns: first service start and total service come from the request's jobs."""
@@ -258,20 +236,16 @@ class RequestLog:
         start[np.isinf(start)] = np.nan
         service = np.zeros(count)
         np.add.at(service, jobs.request, np.nan_to_num(jobs.service))
-        del self.pending[:]
-        return Columns(
-            producer=_freeze_small(self.producer, count),
-            arrival=_freeze_floats(self.arrival, count),
-            deadline=_freeze_floats(self.deadline, count),
-            service=service,
-            start=start,
-            finish=_freeze_floats(self.finish, count),
-            outcome=_freeze_small(self.outcome, count),
-            reason=_freeze_small(self.reason, count),
-            stage=np.full(count, -1, dtype=np.int8),
-            request=np.arange(count, dtype=np.int64),
+        take = self.store.take
+        columns = Columns(
+            producer=take(self.producer, count), arrival=take(self.arrival, count),
+            deadline=take(self.deadline, count), service=service, start=start, finish=take(self.finish, count),
+            outcome=take(self.outcome, count), reason=take(self.reason, count),
+            stage=np.full(count, -1, dtype=np.int8), request=np.arange(count, dtype=np.int64),
             usage=jobs.usage.per_request(jobs.request, count) if jobs.usage is not None else None,
-        )
+        )  # fmt: skip
+        self.store.close()
+        return columns
 
 
 SAMPLED_ROWS = 2000
@@ -308,6 +282,8 @@ class Columns:
     request: NDArray[np.int64]
     usage: Usage | None = None
     """Present when the scenario meters usage (scaling, delivery, failures, retries)."""
+    job: NDArray[np.int64] | None = None
+    """Each job row's id, when the rows are a sample of the jobs (``report.requests: sample N``)."""
 
     def __len__(self) -> int:
         return len(self.arrival)
@@ -316,6 +292,19 @@ class Columns:
 Lifespans = NDArray[np.float64]
 """One row per execution environment of a stage, in creation order: ``(created, reclaimed)``;
 ``reclaimed`` is NaN for an environment alive at the end of the run."""
+
+
+@dataclass(frozen=True)
+class ScalingTrace:
+    """An autoscaled pool over the run (:mod:`sim.engine.autoscaled`).
+
+    ``desired`` has a row ``(time, consumers)`` for the start and for each change the autoscaler
+    made; ``ready`` a row ``(ready since, left)`` for each consumer that became ready (``left``
+    is NaN for one still there at the end).
+    """
+
+    desired: NDArray[np.float64]
+    ready: Lifespans
 
 
 @dataclass(frozen=True)
@@ -346,6 +335,8 @@ class RunRecords:
     tally: Tally | None = None
     """Streaming statistics, when the run did not keep every request (``report.requests``); then
     ``columns`` holds only the kept sample (or nothing)."""
+    scaling: tuple[ScalingTrace | None, ...] = ()
+    """Per stage, the autoscaler's desired consumers and the ready ones over time (None: not autoscaled)."""
 
     @property
     def brokered_stages(self) -> list[int]:

@@ -34,6 +34,7 @@ from sim.engine.records import (
     JobLog,
     RequestLog,
 )
+from sim.engine.rows import numpy_of
 from sim.engine.stage import Listener, Stage
 from sim.engine.streams import uniform_stream
 from sim.model.delivery_specs import RetrySpec
@@ -52,6 +53,16 @@ class Tracker(Listener):
 
     def jobs_created(self) -> int:
         return self.job_count
+
+    def oldest_unresolved(self, first: int) -> int:
+        """The smallest request id from ``first`` on that is not resolved yet (its finish time is still
+        NaN), or the number of requests written when all are: rows below it will not change again."""
+        last = min(self.request_count, self.requests.allocated)
+        if last <= first:
+            return last
+        open_ = np.isnan(numpy_of(self.requests.finish, first, last))
+        found = int(np.argmax(open_))
+        return first + found if open_[found] else last
 
     def new_request(self, producer: int, now: float, deadline: float, branches: int) -> int:
         rid = self.request_count
@@ -163,7 +174,7 @@ class Client(Tracker):
         if retry is not None and "timeout" in retry.on and math.isfinite(deadline):
             # After every ordinary event at that instant: an attempt that finishes exactly at
             # its deadline is completed (finish <= deadline), so the client must not retry it.
-            self.kernel.call_at(deadline, self._on_deadline, job, AFTER_NORMAL)
+            self.kernel.call_at(deadline, self._on_deadline, (rid, job), AFTER_NORMAL)
         self.stages[0].admit(job, now)
 
     def served(self, job: int, now: float) -> None:
@@ -189,8 +200,7 @@ class Client(Tracker):
         self._retry_or_end(rid, job, FAILURE_KINDS.get(outcome, "failed"), outcome, now)
 
     def _on_deadline(self, event: Reusable) -> None:
-        job = cast(int, event.value)
-        rid = int(self.jobs.request[job])
+        rid, job = cast(tuple[int, int], event.value)  # (not read from the log: the job may be folded by now)
         if self.active.get(rid) == job and self.jobs.outcome[job] == IN_SYSTEM:
             self._retry_or_end(rid, job, "timeout", None, self.kernel.now())
 

@@ -13,6 +13,9 @@ import math
 
 import numpy as np
 
+ROW_NAMES = ("arrival", "deadline", "service", "start", "finish", "outcome", "reason", "producer", "id")
+"""The columns a single-stage run's sample keeps (the compiled engine's, and the SimPy engine's without usage)."""
+
 
 class Reservoir:
     """Keeps ``size`` rows (by request id) of the requests offered to it in id order."""
@@ -59,9 +62,8 @@ class Reservoir:
             if request in held:
                 self.values[request] = {name: values[position] for name, values in chunk.items()}
 
-    def rows(self) -> dict[str, np.ndarray]:
-        """The sample, in request order, as columns."""
+    def rows(self, names: tuple[str, ...] = ROW_NAMES) -> dict[str, np.ndarray]:
+        """The sample, in request order, as columns (``names``: the columns stored)."""
         ids = sorted(request for request in self.values)
-        names = ("arrival", "deadline", "service", "start", "finish", "outcome", "reason", "producer", "id")
         return {name: np.array([self.values[request][name] for request in ids]) if ids else np.zeros(0)
                 for name in names}

@@ -24,7 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim.engine import broker, queue_stage
-from sim.engine.consumers import Execution, build_pool
+from sim.engine.autoscaled import AutoscaledPool
+from sim.engine.consumers import Execution, Pool, build_pool
+from sim.engine.folding import Folder
+from sim.engine.kept import Kept
 from sim.engine.kernel import Handler, Kernel, Reusable
 from sim.engine.producers import client_arrivals, direct_arrivals, routed_arrivals, start_producers
 from sim.engine.records import JobLog, RequestLog, RunRecords, resolved_share
@@ -42,6 +45,7 @@ from sim.engine.streams import (
     stream,
 )
 from sim.model.distributions import Sampler
+from sim.model.keeping import expected_rows, requests_kept
 from sim.model.schema import ProducerSpec, Scenario, StageSpec
 
 __all__ = ["ClockCallback", "RunRecords", "replication_seeds", "simulate", "wire_stage"]
@@ -63,6 +67,8 @@ class _Wired:
     on_arrival: Handler
     job_count: Callable[[], int]
     service_rng: ServiceStreams
+    folder: Folder | None = None
+    """With ``report.requests: none | sample N``: folds final rows into streaming statistics as the run goes."""
 
 
 def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: ClockCallback | None = None) -> RunRecords:
@@ -70,6 +76,10 @@ def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: ClockC
     wall_start = time.perf_counter()
     kernel = Kernel()
     wired = _wire(kernel, scenario, seeds)
+    kept = requests_kept(scenario).kept
+    if kept is not None:
+        wired.folder = Folder(scenario, kernel, wired.jobs, wired.stages, wired.tracker, wired.job_count,
+                              Kept(kept, seeds, wired.tracker is not None, wired.jobs.metered))
     horizon = start_producers(kernel, scenario, seeds, wired.service_rng, wired.on_arrival)
     collecting = gc.isenabled()
     gc.disable()  # the run allocates millions of small acyclic tuples; scanning them for cycles is wasted time
@@ -89,13 +99,15 @@ def _wire(kernel: Kernel, scenario: Scenario, seeds: np.random.SeedSequence) -> 
     retrying = any(p.retry is not None for p in scenario.producers)
     routed = retrying or len(specs) > 1 or any(len(scenario.entry_stages(p)) > 1 for p in scenario.producers)
     metered = retrying or any(_metered(spec) for spec in specs) or any(p.failure for p in scenario.producers)
-    jobs = JobLog(routed, metered=metered)
+    rows = expected_rows(scenario)
+    jobs = JobLog(routed, metered=metered, expected_rows=rows)
     service_rng = service_streams(seeds)
-    tracker = _tracker(kernel, scenario, seeds, jobs, service_rng) if routed else None
+    streaming = requests_kept(scenario).kept is not None
+    tracker = _tracker(kernel, scenario, seeds, jobs, service_rng, RequestLog(streaming, rows)) if routed else None
     failures = [p.failure.probability if p.failure is not None else 0.0 for p in scenario.producers]
     stages = [wire_stage(kernel, spec, jobs, levels=[p.priority or 0 for p in scenario.producers],
                          producer_names=names, producer_failure=failures, streams=stage_streams(seeds, index),
-                         listener=tracker)
+                         listener=tracker, index=index)
               for index, spec in enumerate(specs)]
     on_arrival: Handler
     if isinstance(tracker, Client):
@@ -110,19 +122,25 @@ def _wire(kernel: Kernel, scenario: Scenario, seeds: np.random.SeedSequence) -> 
 
 
 def _records(scenario: Scenario, wired: _Wired, wall_start: float) -> RunRecords:
-    """The run's records: columns frozen to NumPy, the state at the end, the environments' lifespans."""
-    stages, tracker = wired.stages, wired.tracker
+    """The run's records: columns frozen to NumPy (or streamed), the state at the end, the environments."""
+    stages, tracker, folder = wired.stages, wired.tracker, wired.folder
     queued_at_end = sum(stage.waiting() for stage in stages)  # before the log is frozen (and emptied)
     busy_at_end = sum(stage.serving() for stage in stages)
-    job_columns = wired.jobs.freeze(wired.job_count())
-    columns = tracker.requests.freeze(tracker.request_count, job_columns) if tracker is not None else job_columns
-    if scenario.until is not None:
-        end_time = scenario.until
-    elif len(columns):
-        end_time = float(max(np.nanmax(job_columns.arrival), np.nanmax(job_columns.finish, initial=0.0),
-                             *(stage.last_activity() for stage in stages)))
+    requested = tracker.request_count if tracker is not None else wired.job_count()
+    tally = None
+    if folder is not None:
+        end_time = _end_time(scenario, requested, folder.latest_time(), stages)
+        tally = folder.finish(end_time)
+        columns, job_columns = folder.kept.columns()
+        wired.jobs.store.close()
+        if tracker is not None:
+            tracker.requests.store.close()
     else:
-        end_time = 0.0
+        job_columns = wired.jobs.freeze(wired.job_count())
+        columns = tracker.requests.freeze(tracker.request_count, job_columns) if tracker is not None else job_columns
+        latest = float(max(np.nanmax(job_columns.arrival), np.nanmax(job_columns.finish, initial=0.0))) if len(
+            job_columns) else 0.0
+        end_time = _end_time(scenario, requested, latest, stages)
     return RunRecords(
         columns=columns,
         jobs=job_columns,
@@ -137,19 +155,31 @@ def _records(scenario: Scenario, wired: _Wired, wall_start: float) -> RunRecords
         stage_priced=tuple(stage.priced for stage in stages),
         stage_memory_gb=tuple(spec.consumers.memory_gb for spec in scenario.stage_list),
         invocations=tuple(stage.invocations for stage in stages),
+        scaling=tuple(stage.pool.trace() if isinstance(stage.pool, AutoscaledPool) else None for stage in stages),
+        tally=tally,
     )
+
+
+def _end_time(scenario: Scenario, requested: int, latest: float, stages: list[Stage]) -> float:
+    """``until``, else the last arrival, finish or invocation end (0 for a run without requests)."""
+    if scenario.until is not None:
+        return scenario.until
+    if requested == 0:
+        return 0.0
+    return float(max(latest, *(stage.last_activity() for stage in stages)))
 
 
 def wire_stage(kernel: Kernel, spec: StageSpec, log: JobLog, *, levels: list[int],
                producer_names: list[str], producer_failure: list[float], streams: StageStreams,
-               listener: Listener | None) -> Stage:
-    """Build one stage's queue, consumers and event handlers."""
-    pool = build_pool(kernel, spec.consumers, streams.cold_start)
+               listener: Listener | None, index: int = 0) -> Stage:
+    """Build the queue, consumers and event handlers of stage number ``index``."""
+    pool: Pool = (AutoscaledPool(kernel, spec.consumers, streams.cold_start) if spec.consumers.autoscale is not None
+                  else build_pool(kernel, spec.consumers, streams.cold_start))
     execution = Execution(spec.consumers, streams.failure, producer_failure)
     if spec.queue.delivery is not None:
         return broker.wire(kernel, spec, log, pool=pool, execution=execution, listener=listener)
     return queue_stage.wire(kernel, spec, log, pool=pool, execution=execution, levels=levels,
-                            producer_names=producer_names, aqm_rng=streams.aqm, listener=listener)
+                            producer_names=producer_names, aqm_rng=streams.aqm, listener=listener, index=index)
 
 
 def _metered(spec: StageSpec) -> bool:
@@ -160,20 +190,20 @@ def _metered(spec: StageSpec) -> bool:
 
 
 def _tracker(kernel: Kernel, scenario: Scenario, seeds: np.random.SeedSequence, jobs: JobLog,
-             service_rng: ServiceStreams) -> Tracker:
+             service_rng: ServiceStreams, requests: RequestLog) -> Tracker:
     """The request-level listener: a client that retries, or a router through the stages."""
     producers = scenario.producers
     if any(p.retry is not None for p in producers):
         services = [Sampler(scenario.service_at(0, p), stream(seeds, i, SERVICE, 0, RETRIES)) for i, p in
                     enumerate(producers)]
         patience = [_patience(p, stream(seeds, i, PATIENCE, RETRIES)) for i, p in enumerate(producers)]
-        return Client(kernel, jobs, RequestLog(), [p.retry for p in producers], services, patience,
+        return Client(kernel, jobs, requests, [p.retry for p in producers], services, patience,
                       [stream(seeds, i, RETRIES) for i in range(len(producers))])
     specs = scenario.stage_list
     by_name = {spec.name: index for index, spec in enumerate(specs)}
     samplers = [[Sampler(scenario.service_at(s, p), service_rng(pi, s)) for pi, p in enumerate(producers)]
                 for s in range(len(specs))]
-    return Router(jobs, RequestLog(), [[by_name[t] for t in spec.then] for spec in specs], samplers)
+    return Router(jobs, requests, [[by_name[t] for t in spec.then] for spec in specs], samplers)
 
 
 def _patience(producer: ProducerSpec, rng: np.random.Generator) -> Callable[[], float] | None:
@@ -212,7 +242,7 @@ def _run(kernel: Kernel, until: float | None, horizon: float, progress: ClockCal
     """
     if progress is not None and share is not None:
         end = until if until is not None else horizon
-        step = end / 200 if math.isfinite(end) and end > 0 else 1.0
+        step = max(end / 200, 1e-6) if math.isfinite(end) and end > 0 else 1.0  # > 0: a zero step never ends
         tick = Reusable(kernel)
         last = time.perf_counter()
 

@@ -40,14 +40,20 @@ MAX_INDEX = math.ceil(math.log(HIGHEST) / math.log(GAMMA))
 BINS = MAX_INDEX - MIN_INDEX + 2
 """Bin 0 holds zeros; bin ``1 + i - MIN_INDEX`` holds the values of log-bin ``i``."""
 
-# Per view (all requests, then each producer when there are several): counts ...
+# Views: 0 is all requests; then each producer (when there are several); then each stage (when there are
+# several: that stage's jobs). Per view, counts ...
 OFFERED, SERVED, DROPPED_OVERFLOW, DROPPED_AQM, OVERDUE = range(5)
 OUTCOME_BASE = 5
 """``counts[view, OUTCOME_BASE + code]`` counts outcome ``code`` (sim.engine.records.OUTCOMES)."""
-COUNTS = OUTCOME_BASE + 8
-# ... sums ...
+ATTEMPTS, THROTTLES, COLD_STARTS, DUPLICATES = range(OUTCOME_BASE + 8, OUTCOME_BASE + 12)
+"""Usage, summed over the view's jobs (``ATTEMPTS``: jobs of all requests / a producer's requests)."""
+COUNTS = OUTCOME_BASE + 12
+# ... sums (the three areas follow the order of QUEUE, BUSY, SYSTEM) ...
 LATENCY_SUM, WAIT_SUM, WASTED, QUEUE_AREA, BUSY_AREA, SYSTEM_AREA, QUEUE_PEAK = range(7)
-SUMS = 7
+LAMBDA_INVOCATIONS, LAMBDA_GB_SECONDS, SQS_REQUESTS, BATCHED_SECONDS = range(7, 11)
+"""Billed usage: invocations and GB-seconds of Lambda-billed stages, SQS API calls, and the seconds of
+brokered stages' invocations shared out to messages (a producer's busy time there)."""
+SUMS = 11
 # ... and the two sketches.
 LATENCY, WAIT = range(2)
 
@@ -56,13 +62,17 @@ QUEUE, BUSY, SYSTEM = range(3)
 
 # Time-series counts, per bucket (events counted at the time they happen, as in the exact path).
 ARRIVALS, SERVED_AT, COMPLETED_AT, LATE_AT, EXPIRED_AT, REJECTED_AT, DROPPED_AT = range(7)
-SERIES = 7
+ATTEMPTS_AT, COLD_STARTS_AT, DUPLICATES_AT = range(7, 10)
+SERIES = 10
+# Per stage (with several), per bucket: its jobs arriving, served, lost (rejected, dropped, expired).
+STAGE_ARRIVALS_AT, STAGE_SERVED_AT, STAGE_LOST_AT = range(3)
 
 # Scalars (float): the warm-up, the bucket width now and the scenario's, the last event time, and
 # the edges of the bucket the clock is in (most times fall in it: no division needed).
 WARMUP, WIDTH, BASE_WIDTH, PREVIOUS, EDGE_LOW, EDGE_HIGH = range(6)
-# Scalars (int): the widening step, the last bucket entered, pending peaks, whether any event happened.
-FACTOR_STEP, ENTERED, PENDING_PEAKS, STARTED = range(4)
+# Scalars (int): the widening step, the last bucket entered, pending peaks, whether any event happened,
+# and how many producer and stage views the tally has.
+FACTOR_STEP, ENTERED, PENDING_PEAKS, STARTED, PRODUCER_VIEWS, STAGE_VIEWS = range(6)
 
 
 def factor(step: int) -> int:
@@ -70,10 +80,24 @@ def factor(step: int) -> int:
     return int((2 if step % 2 else 1) * 10 ** (step // 2))
 
 
+def bucket_count(end: float, width: float) -> int:
+    """How many buckets of ``width`` cover ``[0, end]``: at least one. An ``end`` a hair past a whole
+    number of buckets (by rounding) opens no sliver bucket, whose average would be noise: the last
+    bucket reaches to ``end`` and takes what happened in that hair (see :func:`bucket_edges`)."""
+    return max(1, math.ceil(end / width - 1e-9))
+
+
+def bucket_edges(count: int, width: float, end: float) -> np.ndarray:
+    """The ``count + 1`` edges of the time series; the last is moved out to ``end`` if short of it."""
+    edges = np.arange(count + 1, dtype=np.float64) * width
+    edges[-1] = max(edges[-1], end)
+    return edges
+
+
 def widening(end: float, bucket: float) -> int:
     """The first widening step whose bucket covers ``[0, end]`` in at most :data:`MAX_BUCKETS`."""
     step = 0
-    while math.ceil(end / (bucket * factor(step)) - 1e-9) > MAX_BUCKETS:
+    while bucket_count(end, bucket * factor(step)) > MAX_BUCKETS:
         step += 1
     return step
 
@@ -86,7 +110,7 @@ class Tally(NamedTuple):
     sums: np.ndarray
     """``[view, SUMS]`` float64."""
     sketch: np.ndarray
-    """``[view, 2, BINS]`` int64: latency and wait of served requests."""
+    """``[view, 2, BINS]`` int64: latency and wait of served requests (of a stage view: of its jobs)."""
     level: np.ndarray
     """``[3, view]`` the current queue, busy and in-system counts."""
     changed: np.ndarray
@@ -96,36 +120,87 @@ class Tally(NamedTuple):
     series: np.ndarray
     """``[SERIES, buckets]`` int64 event counts per bucket."""
     areas: np.ndarray
-    """``[3, buckets]`` integrals of the step functions (all requests) per bucket."""
+    """``[3, row, buckets]`` integrals of the step functions per bucket: row 0 all requests, row 1 + s stage s."""
     peaks: np.ndarray
     """``[buckets]`` the highest queue length in each bucket."""
     scalars: np.ndarray
     flags: np.ndarray
+    area_row: np.ndarray
+    """``[view]`` the row of ``areas`` a view's levels are integrated into per bucket (-1: none)."""
+    stage_series: np.ndarray
+    """``[3, stage, buckets]`` int64 per-stage event counts (STAGE_ARRIVALS_AT ...), with several stages."""
 
 
-def new_tally(views: int, warmup: float, bucket: float) -> Tally:
-    """An empty tally (``views`` = 1 + producers when there are several, else 1)."""
+def new_tally(producers: int, stages: int, warmup: float, bucket: float) -> Tally:
+    """An empty tally with ``producers`` producer views and ``stages`` stage views (0 when there is only one)."""
     buckets = 64
+    views = 1 + producers + stages
     scalars = np.zeros(6)
     scalars[WARMUP], scalars[WIDTH], scalars[BASE_WIDTH] = warmup, bucket, bucket
+    flags = np.zeros(6, dtype=np.int64)
+    flags[PRODUCER_VIEWS], flags[STAGE_VIEWS] = producers, stages
+    area_row = np.full(views, -1, dtype=np.int64)
+    area_row[0] = 0
+    area_row[1 + producers:] = np.arange(1, 1 + stages)
     return Tally(
         counts=np.zeros((views, COUNTS), dtype=np.int64), sums=np.zeros((views, SUMS)),
         sketch=np.zeros((views, 2, BINS), dtype=np.int64), level=np.zeros((3, views)), changed=np.zeros((3, views)),
         peaked=np.zeros(views, dtype=np.int64), series=np.zeros((SERIES, buckets), dtype=np.int64),
-        areas=np.zeros((3, buckets)), peaks=np.zeros(buckets), scalars=scalars, flags=np.zeros(4, dtype=np.int64),
+        areas=np.zeros((3, 1 + stages, buckets)), peaks=np.zeros(buckets), scalars=scalars, flags=flags,
+        area_row=area_row, stage_series=np.zeros((3, stages, buckets), dtype=np.int64),
     )  # fmt: skip
+
+
+def producer_view(tally: Tally, producer: int) -> int:
+    """The view of ``producer``'s requests (0, all requests, when there is only one producer)."""
+    return 1 + producer if tally.flags[PRODUCER_VIEWS] > 0 else 0
+
+
+def stage_view(tally: Tally, stage: int) -> int:
+    """The view of stage ``stage``'s jobs (0 when there is only one stage: it has no view of its own)."""
+    return 1 + int(tally.flags[PRODUCER_VIEWS]) + stage if tally.flags[STAGE_VIEWS] > 0 else 0
 
 
 def grown(tally: Tally, buckets: int) -> Tally:
     """The tally with room for at least ``buckets`` buckets (doubling)."""
-    width = tally.series.shape[1]
+    width = used = tally.series.shape[1]
+    if width >= buckets:
+        return tally
     while width < buckets:
         width *= 2
-    series = np.zeros((SERIES, width), dtype=np.int64)
-    areas, peaks = np.zeros((3, width)), np.zeros(width)
-    used = tally.series.shape[1]
-    series[:, :used], areas[:, :used], peaks[:used] = tally.series, tally.areas, tally.peaks
-    return tally._replace(series=series, areas=areas, peaks=peaks)
+
+    def wider(values: np.ndarray) -> np.ndarray:
+        larger = np.zeros((*values.shape[:-1], width), dtype=values.dtype)
+        larger[..., :used] = values
+        return larger
+
+    return tally._replace(series=wider(tally.series), areas=wider(tally.areas), peaks=wider(tally.peaks),
+                          stage_series=wider(tally.stage_series))
+
+
+def widened(tally: Tally, step: int) -> Tally:
+    """The tally with buckets of the widening ``step`` (merged from the current, narrower ones)."""
+    now = int(tally.flags[FACTOR_STEP])
+    if step <= now:
+        return tally
+    by = factor(step) // factor(now)
+    tally = tally._replace(series=merge_buckets(tally.series, by), areas=merge_buckets(tally.areas, by),
+                           peaks=merge_buckets(tally.peaks, by, "max"),
+                           stage_series=merge_buckets(tally.stage_series, by))
+    tally.scalars[WIDTH] = float(tally.scalars[BASE_WIDTH]) * factor(step)
+    tally.flags[FACTOR_STEP] = step
+    tally.flags[ENTERED] //= by
+    tally.scalars[EDGE_LOW] = tally.scalars[EDGE_HIGH] = 0.0  # recomputed at the next instant
+    return tally
+
+
+def fitted(tally: Tally, time: float) -> Tally:
+    """The tally with a bucket for ``time``: wider buckets past :data:`MAX_BUCKETS`, else more of them."""
+    step = int(tally.flags[FACTOR_STEP])
+    while time > MAX_BUCKETS * float(tally.scalars[BASE_WIDTH]) * factor(step) * (1 + 1e-9):
+        step += 1
+    tally = widened(tally, step)
+    return grown(tally, int(time / float(tally.scalars[WIDTH])) + 2)
 
 
 def merge_buckets(values: np.ndarray, by: int, reduce: str = "sum") -> np.ndarray:

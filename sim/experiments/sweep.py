@@ -9,7 +9,8 @@ A scenario file may carry experiment-level keys next to the scenario::
     plan: {vary: consumers.concurrency, min: 100, max: 5000, targets: ['latency_p99<=2s']}
 
 They say how to run the scenario, not what it is, so they are not part of :class:`Scenario`:
-:func:`sim.model.scenario.split_experiment` sets them aside, and this module reads them. Each sweep
+:func:`sim.model.scenario.split_experiment` sets them aside, :mod:`sim.experiments.specs` validates
+them (pydantic models, like the scenario), and this module builds the points. Each sweep
 point is the base raw data with the point's values applied (like ``--set``) and validated
 like any scenario, so a bad sweep value gets the usual one-line error, naming
 ``sweep.<key>``. Every point is validated when the experiment is loaded, so ``qsim check``
@@ -18,7 +19,6 @@ catches them all before anything runs.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,21 +29,19 @@ from typing import Any
 import yaml
 
 from sim.engine.choice import engine_for
-from sim.experiments.targets import PlanSpec, metric_columns, parse_plan
+from sim.experiments.specs import NOT_SWEPT, Precision, parse_plan, read_precision, read_sweep
+from sim.experiments.targets import PlanSpec
 from sim.model.scenario import (
-    EXPERIMENT_KEYS,
     ScenarioError,
     apply_overrides,
     parse_override,
     read_scenario_data,
-    refuse_unknown_keys,
     scenario_from_dict,
     split_experiment,
 )
 from sim.model.schema import Scenario
 
-#: Top-level fields a sweep cannot vary: they name the results or set up the replications.
-NOT_SWEPT = ("name", "seed", "replications")
+__all__ = ["NOT_SWEPT", "Experiment", "Point", "Precision", "experiment_from_dict", "load_experiment"]
 
 
 @dataclass(frozen=True)
@@ -63,16 +61,6 @@ class Point:
         if not self.overrides:
             return self.scenario.name
         return ", ".join(f"{key}={_text(value)}" for key, value in self.overrides.items())
-
-
-@dataclass(frozen=True)
-class Precision:
-    """The stopping rule: add replications until the 95 % half-width of ``metric`` is at most
-    ``relative`` x its mean (at every point), or ``max_replications`` are done."""
-
-    metric: str
-    relative: float
-    max_replications: int = 50
 
 
 @dataclass(frozen=True)
@@ -149,52 +137,6 @@ def build_point(
     return Point(index=index, overrides=dict(overrides), values=values, scenario=scenario)
 
 
-def _check_sweep(sweep: Any, where: str) -> dict[str, list[Any]]:
-    if not isinstance(sweep, dict) or not sweep:
-        raise ScenarioError(
-            f"{where}: sweep: got {_text(sweep)}; must be a mapping of field paths to lists of values, "
-            "e.g. {producers.0.arrivals.rate: [200/s, 400/s]}"
-        )
-    checked: dict[str, list[Any]] = {}
-    for key, values in sweep.items():
-        if not isinstance(key, str) or not key or "" in key.split("."):
-            raise ScenarioError(f"{where}: sweep: got the key {key!r}; keys are field paths like queue.discipline")
-        if key.split(".")[0] in (*NOT_SWEPT, *EXPERIMENT_KEYS):
-            raise ScenarioError(
-                f"{where}: sweep.{key}: cannot be swept; every point shares the name, seed and replications "
-                "(that is what makes points comparable); sweep a field of the model instead"
-            )
-        if not isinstance(values, list) or not values:
-            raise ScenarioError(f"{where}: sweep.{key}: got {_text(values)}; must be a non-empty list of values")
-        texts = [_text(v) for v in values]
-        repeated = sorted({t for t in texts if texts.count(t) > 1})
-        if repeated:
-            raise ScenarioError(f"{where}: sweep.{key}: {repeated[0]} appears twice; list each value once")
-        checked[key] = values
-    return checked
-
-
-def _check_precision(spec: Any, base: Scenario, where: str) -> Precision:
-    known = ("metric", "relative", "max_replications")
-    example = "e.g. {metric: latency_p99, relative: 0.05, max_replications: 50}"
-    if not isinstance(spec, dict):
-        raise ScenarioError(f"{where}: precision: got {_text(spec)}; must be a mapping, {example}")
-    refuse_unknown_keys(spec, known, where, "precision")
-    metric = spec.get("metric")
-    columns = metric_columns(base)
-    if metric not in columns:
-        raise ScenarioError(f"{where}: precision.metric: got {_text(metric)}; must be a summary column, e.g. "
-                            f"latency_p99, timeout_rate, goodput ({', '.join(columns)})")
-    relative = spec.get("relative")
-    if isinstance(relative, bool) or not isinstance(relative, int | float) or not 0 < relative < 1:
-        raise ScenarioError(f"{where}: precision.relative: got {_text(relative)}; must be a number between 0 and 1 "
-                            "(0.05 = a half-width of 5 % of the mean)")
-    limit = spec.get("max_replications", 50)
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 2:
-        raise ScenarioError(f"{where}: precision.max_replications: got {_text(limit)}; must be an integer >= 2")
-    return Precision(metric=str(metric), relative=float(relative), max_replications=limit)
-
-
 def experiment_from_dict(
     data: Any,
     *,
@@ -208,18 +150,11 @@ def experiment_from_dict(
     ``sweep`` adds axes (or replaces the file's values for an axis), as ``--sweep`` does.
     """
     scenario_data, extra = split_experiment(data)
-    if isinstance(scenario_data, dict):
-        for key in scenario_data:
-            close = difflib.get_close_matches(str(key), EXPERIMENT_KEYS, n=1, cutoff=0.75)
-            if close and key not in Scenario.model_fields:
-                raise ScenarioError(f"{where}: {key}: unknown key; did you mean {close[0]!r}?")
     base = scenario_from_dict(scenario_data, base_dir=base_dir, source=source, where=where)
     raw = base.raw
-    grid = dict(extra["sweep"]) if "sweep" in extra else {}
-    if "sweep" in extra:
-        _check_sweep(grid, where)
+    grid = read_sweep(extra["sweep"], where) if "sweep" in extra else {}
     grid.update({key: list(values) for key, values in (sweep or {}).items()})
-    grid = _check_sweep(grid, where) if grid else {}
+    grid = read_sweep(grid, where) if grid else {}
     folder = base_dir if base_dir is not None else Path(".")
     for key, values in grid.items():  # each value alone first, so an error names the one at fault
         for value in values:
@@ -231,7 +166,7 @@ def experiment_from_dict(
         points.append(_point_or_error(raw, overrides, folder, source, where, f"sweep point {label}", None, index))
     if not points:
         points = [Point(index=0, overrides={}, values={}, scenario=base)]
-    precision = _check_precision(extra["precision"], base, where) if "precision" in extra else None
+    precision = read_precision(extra["precision"], base, where) if "precision" in extra else None
     plan = parse_plan(extra["plan"], base, where) if "plan" in extra else None
     for point in points:
         engine_for(point.scenario)  # a one-line error now if the compiled engine was asked for and cannot run it

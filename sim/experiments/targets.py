@@ -7,7 +7,6 @@ A target bounds the *mean over replications* of a summary column: ``latency_p99<
 
 from __future__ import annotations
 
-import difflib
 import math
 import operator
 import re
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sim.analysis.metrics import KEY_COLUMNS, LABEL_COLUMNS, summary_columns
-from sim.model.scenario import ScenarioError, refuse_unknown_keys
+from sim.model.errors import ScenarioError, did_you_mean
 from sim.model.schema import Scenario
 from sim.model.units import format_duration, parse_duration, parse_rate
 
@@ -71,25 +70,30 @@ def metric_columns(scenario: Scenario) -> list[str]:
     return [c for c in summary_columns(scenario) if c not in KEY_COLUMNS and c not in LABEL_COLUMNS]
 
 
-def parse_target(text: str, scenario: Scenario, where: str = "--target") -> Target:
-    """Parse one target and check that its metric is a column of the scenario's summary."""
+def read_target(text: str, columns: Sequence[str]) -> Target:
+    """Parse one target whose metric must be one of ``columns``; ``ValueError`` says what is wrong."""
     match = _TARGET.match(text) if isinstance(text, str) else None
     if match is None:
-        raise ScenarioError(f"{where}: got {text!r}; {TARGET_HELP}")
+        raise ValueError(TARGET_HELP)
     metric, op, value_text = match.groups()
-    columns = metric_columns(scenario)
     if metric not in columns:
-        close = difflib.get_close_matches(metric, columns, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ScenarioError(f"{where}: got {text!r}: {metric!r} is not a summary column; {hint}"
-                            f"use one of {', '.join(columns)}")
+        raise ValueError(f"{metric!r} is not a summary column; {did_you_mean(metric, columns)}"
+                         f"use one of {', '.join(columns)}")
     try:
         value = parse_value(value_text)
     except ValueError as error:
-        raise ScenarioError(f"{where}: got {text!r}: {value_text!r} is not a value ({error}); {TARGET_HELP}") from None
+        raise ValueError(f"{value_text!r} is not a value ({error}); {TARGET_HELP}") from None
     if not math.isfinite(value):
-        raise ScenarioError(f"{where}: got {text!r}; the value must be finite")
+        raise ValueError("the value must be finite")
     return Target(metric=metric, op=op, value=value, text=text.strip())
+
+
+def parse_target(text: str, scenario: Scenario, where: str = "--target") -> Target:
+    """Parse one target and check that its metric is a column of the scenario's summary."""
+    try:
+        return read_target(text, metric_columns(scenario))
+    except ValueError as error:
+        raise ScenarioError(f"{where}: got {text!r}: {error}") from None
 
 
 def format_target_value(target: Target) -> str:
@@ -116,61 +120,3 @@ class PlanSpec:
     max_replications: int | None = None
     confidence: float = 0.95
     tolerance: float | None = None
-
-
-PLAN_KEYS = ("vary", "maximize", "min", "max", "targets", "replications", "max_replications", "confidence", "tolerance")
-
-
-def _positive_int(value: Any, name: str, where: str, least: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ScenarioError(f"{where}: {name}: got {value!r}; must be an integer >= {least}")
-    return value
-
-
-def parse_plan(spec: Any, scenario: Scenario, where: str, name: Callable[[str], str] | None = None) -> PlanSpec:
-    """Validate a ``plan:`` mapping (or the same keys gathered from the command line).
-
-    ``name`` says how a key is shown in errors: ``plan.min`` for the file, ``--min`` for a flag.
-    """
-    label = name or (lambda key: f"plan.{key}")
-    if not isinstance(spec, dict):
-        raise ScenarioError(f"{where}: plan: got {spec!r}; must be a mapping with keys {', '.join(PLAN_KEYS)}")
-    refuse_unknown_keys(spec, PLAN_KEYS, where, "plan")
-    given = [key for key in ("vary", "maximize") if spec.get(key) is not None]
-    if len(given) != 1:
-        raise ScenarioError(f"{where}: {label('vary')}: give exactly one of {label('vary')} (the smallest value "
-                            f"meeting the targets, e.g. consumers.concurrency) or {label('maximize')} (the largest, "
-                            "e.g. producers.0.arrivals.rate)")
-    path = spec[given[0]]
-    if not isinstance(path, str) or not path:
-        raise ScenarioError(f"{where}: {label(given[0])}: got {path!r}; give a field path like consumers.concurrency")
-    for bound in ("min", "max"):
-        if spec.get(bound) is None:
-            raise ScenarioError(f"{where}: {label(bound)}: missing; give the {bound}imum value to search")
-    raw_targets = spec.get("targets")
-    if isinstance(raw_targets, str):
-        raw_targets = [raw_targets]
-    if not isinstance(raw_targets, Sequence) or not raw_targets:
-        raise ScenarioError(f"{where}: {label('targets')}: missing; give at least one, e.g. 'latency_p99<=2s'")
-    targets = tuple(parse_target(str(t), scenario, f"{where}: {label('targets')}") for t in raw_targets)
-    confidence = spec.get("confidence", 0.95)
-    if isinstance(confidence, bool) or not isinstance(confidence, int | float) or not 0.5 <= confidence < 1:
-        raise ScenarioError(f"{where}: {label('confidence')}: got {confidence!r}; must be a number in [0.5, 1), "
-                            "e.g. 0.95")
-    tolerance = spec.get("tolerance")
-    if tolerance is not None and (isinstance(tolerance, bool) or not isinstance(tolerance, int | float)
-                                  or not tolerance > 0):
-        raise ScenarioError(f"{where}: {label('tolerance')}: got {tolerance!r}; must be a number > 0 "
-                            "(in the field's unit: seconds, per second)")
-    replications = _positive_int(spec.get("replications"), label("replications"), where, 2)
-    most = _positive_int(spec.get("max_replications"), label("max_replications"), where, 2)
-    if replications is not None and most is not None and most < replications:
-        raise ScenarioError(f"{where}: {label('max_replications')}: got {most}; must be >= replications "
-                            f"({replications})")
-    return PlanSpec(
-        path=path, low=spec["min"], high=spec["max"], targets=targets, maximize=given[0] == "maximize",
-        replications=replications, max_replications=most, confidence=float(confidence),
-        tolerance=None if tolerance is None else float(tolerance),
-    )  # fmt: skip

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from sim.model.specs import (
     MISSING,
@@ -86,10 +86,22 @@ class SlowdownSpec(Strict):
         return self
 
 
+MIN_VISIBILITY_TIMEOUT = 1e-3
+"""A message comes back at least this long after a receive: with 0, an attempt that fails at once
+would be received and fail again in the same instant, forever (SQS counts whole seconds)."""
+
+
+def _visible_again(value: float) -> float:
+    if value < MIN_VISIBILITY_TIMEOUT:
+        raise ValueError("must be at least 1ms: with 0 a message that fails at once would come back and fail "
+                         "again in the same instant, forever (SQS counts it in whole seconds)")
+    return value
+
+
 class DeliverySpec(Strict):
     """SQS-like at-least-once delivery: receive, hide for the visibility timeout, delete on success."""
 
-    visibility_timeout: Annotated[NonNegativeDuration, Field(le=12 * 3600)] = 30.0
+    visibility_timeout: Annotated[NonNegativeDuration, Field(le=12 * 3600), AfterValidator(_visible_again)] = 30.0
     max_receives: Annotated[Int, Field(ge=1, le=1000)] | None = None
     """After this many receives a message goes to the dead-letter queue (none: it never does)."""
     retention: PositiveDuration = 4 * 86400.0
@@ -131,10 +143,14 @@ RetryOn = Literal["rejected", "timeout", "failed", "dropped"]
 DEFAULT_RETRY_ON: tuple[RetryOn, ...] = ("rejected", "timeout")
 
 
+MAX_ATTEMPTS = 100
+"""Tries per request at most (AWS SDKs default to 3); the work estimate assumes every one may be made."""
+
+
 class RetrySpec(Strict):
     """A client that tries again: ``attempts`` in total, waiting ``min(cap, base * 2^n)`` (with jitter)."""
 
-    attempts: Annotated[Int, Field(ge=1)] = 3
+    attempts: Annotated[Int, Field(ge=1, le=MAX_ATTEMPTS)] = 3
     backoff: Literal["exponential", "constant"] = "exponential"
     base: PositiveDuration = 0.1
     throttle_base: PositiveDuration | None = None

@@ -27,6 +27,7 @@ def compiled_unsupported(scenario: Scenario) -> str | None:
         ("queue.delivery", stage.queue.delivery), ("consumers.scaling", consumers.scaling),
         ("consumers.memory_mb", consumers.memory_mb), ("consumers.timeout", consumers.timeout),
         ("consumers.failure", consumers.failure), ("consumers.slowdowns", consumers.slowdowns),
+        ("consumers.autoscale", consumers.autoscale),
     )  # fmt: skip
     for path, value in features:
         if value:

@@ -14,36 +14,17 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 
 from sim.model import distributions
-from sim.model.delivery_specs import (
-    BatchSpec,
-    CostSpec,
-    DeliverySpec,
-    FailureSpec,
-    PollersSpec,
-    RetrySpec,
-    ScalingSpec,
-    SlowdownSpec,
-    check_timeout_retry,
-)
-from sim.model.policy_specs import (
-    AQM_POLICIES,
-    AqmSpec,
-    CodelSpec,
-    FailAtScaleSpec,
-    LifoWhenSpec,
-    ProportionalSpec,
-    RedSpec,
-)
+from sim.model.delivery_specs import CostSpec, FailureSpec, RetrySpec, check_timeout_retry
+from sim.model.policy_specs import AQM_POLICIES, CodelSpec, FailAtScaleSpec, LifoWhenSpec, ProportionalSpec, RedSpec
 from sim.model.specs import (
     DISTRIBUTIONS,
     MISSING,
     NAME_PATTERN,
     PROCESSES,
     ArrivalSpec,
-    Capacity,
     DistributionSpec,
     FieldError,
     Int,
@@ -54,15 +35,17 @@ from sim.model.specs import (
     Strict,
     Timeout,
 )
+from sim.model.stage_specs import SINGLE_STAGE, ConsumersSpec, QueueSpec, StageSpec, check_stage, check_stages
 from sim.model.units import format_duration
 
 __all__ = [
     "AQM_POLICIES",
     "DISTRIBUTIONS",
+    "EXPERIMENT_KEYS",
     "MISSING",
     "NAME_PATTERN",
     "PROCESSES",
-    "AqmSpec",
+    "SINGLE_STAGE",
     "ArrivalSpec",
     "CodelSpec",
     "ConsumersSpec",
@@ -76,8 +59,14 @@ __all__ = [
     "RedSpec",
     "ReportSpec",
     "Scenario",
+    "StageSpec",
     "percentile_column",
 ]  # fmt: skip
+
+EXPERIMENT_KEYS = ("sweep", "precision", "plan")
+"""Experiment-level keys: they say how to run a scenario (a grid of points, a stopping rule, a
+capacity plan), not what it is, so they are not fields of :class:`Scenario`. They are set
+aside before the scenario is validated; :mod:`sim.experiments.sweep` reads them."""
 
 
 # --- the blocks of a scenario ---------------------------------------------------------------
@@ -109,107 +98,43 @@ class ProducerSpec(Strict):
         return math.isinf(self.arrivals.build().horizon) and getattr(self.arrivals, "count", None) is None
 
 
-class QueueSpec(Strict):
-    discipline: Literal["fifo", "lifo", "priority", "adaptive-lifo"] = "fifo"
-    capacity: Capacity = None
-    overflow: Literal["reject", "drop-oldest"] = "reject"
-    on_expired: Literal["serve", "skip"] = "serve"
-    lifo_when: LifoWhenSpec | None = None
-    """adaptive-lifo only; default ``{wait: 100ms}``."""
-    aqm: AqmSpec | None = None
-    delivery: DeliverySpec | None = None
-    """SQS-like broker delivery; omitted: consumers take requests straight from the queue."""
-    pollers: PollersSpec | None = None
-
-    @model_validator(mode="after")
-    def _policies_fit(self) -> QueueSpec:
-        if self.delivery is not None:
-            if self.discipline != "fifo":
-                raise FieldError("broker delivery hands out messages oldest first; use discipline: fifo",
-                                 ("discipline",), self.discipline)
-            if self.aqm is not None:
-                raise FieldError("active queue management does not apply to broker delivery; remove aqm",
-                                 ("aqm",), self.aqm.policy)
-        elif self.pollers is not None:
-            raise FieldError("pollers only work with broker delivery: add queue.delivery or remove pollers",
-                             ("pollers",), self.pollers.model_dump())
-        if self.lifo_when is not None and self.discipline != "adaptive-lifo":
-            raise FieldError(
-                "lifo_when is only used with discipline: adaptive-lifo; remove it or change the discipline",
-                ("lifo_when",), self.lifo_when.model_dump(exclude_none=True))
-        if isinstance(self.aqm, ProportionalSpec) and self.capacity is None:
-            raise FieldError("proportional drop needs a bounded queue: set queue.capacity (e.g. 5)",
-                             ("aqm", "policy"), "proportional")
-        return self
-
-    @property
-    def switch(self) -> LifoWhenSpec:
-        """The adaptive-LIFO trigger, with its default."""
-        return self.lifo_when or LifoWhenSpec(wait=0.1)
-
-
-class ConsumersSpec(Strict):
-    """The workers: a fixed pool (all warm), or Lambda-like environments with ``scaling``."""
-
-    concurrency: Annotated[Int, Field(ge=1, le=1_000_000)]
-    service: DistributionSpec | None = None
-    scaling: ScalingSpec | None = None
-    memory_mb: Annotated[Int, Field(ge=128, le=10240)] | None = None
-    """Lambda memory, for the GB-second cost (default 1,024 when ``scaling`` is set)."""
-    timeout: PositiveDuration | None = None
-    """An attempt running longer than this fails (Lambda's function timeout)."""
-    failure: FailureSpec | None = None
-    batch: BatchSpec | None = None
-    slowdowns: list[SlowdownSpec] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _scaling_fits(self) -> ConsumersSpec:
-        if self.scaling is not None and self.scaling.initial > self.concurrency:
-            raise FieldError(f"initial environments cannot exceed concurrency ({self.concurrency})",
-                             ("scaling", "initial"), self.scaling.initial)
-        return self
-
-    @property
-    def priced(self) -> bool:
-        """True when these consumers are billed like Lambda (scaling or memory given)."""
-        return self.scaling is not None or self.memory_mb is not None
-
-    @property
-    def memory_gb(self) -> float:
-        return (self.memory_mb or 1024) / 1024
-
-
-class StageSpec(Strict):
-    """One queue and its consumers; ``then`` publishes a copy of each finished request to other stages."""
-
-    name: Name
-    queue: QueueSpec = QueueSpec()
-    consumers: ConsumersSpec
-    then: list[Name] = Field(default_factory=list)
-
-
 DEFAULT_PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 
 
-REQUESTS_PATTERN = r"^(all|none|sample [1-9][0-9]{0,9})$"
+MIN_BUCKET = 1e-6
+"""The finest time-series bucket: one microsecond, the smallest unit a duration takes."""
+
+
+def _bucket(value: float) -> float:
+    if value < MIN_BUCKET:
+        raise ValueError("must be at least 1us (the finest time unit); a run longer than 20,000 buckets gets "
+                         "a wider one anyway")
+    return value
+
+
+REQUESTS_PATTERN = r"^(auto|all|none|sample [1-9][0-9]{0,9})$"
 
 
 class ReportSpec(Strict):
     percentiles: list[Annotated[Number, Field(gt=0, lt=100)]] = Field(
         default_factory=lambda: list(DEFAULT_PERCENTILES)
     )
-    bucket: PositiveDuration = 1.0
-    requests: Annotated[str, Field(pattern=REQUESTS_PATTERN)] = "all"
-    """Per-request rows kept: ``all``, ``none`` (streaming statistics only) or ``sample N`` (a uniform sample)."""
+    bucket: Annotated[PositiveDuration, AfterValidator(_bucket)] = 1.0
+    requests: Annotated[str, Field(pattern=REQUESTS_PATTERN)] = "auto"
+    """Per-request rows kept: ``all``, ``none`` (streaming statistics only), ``sample N`` (a uniform
+    sample) or ``auto`` (all when they fit comfortably in memory: see :mod:`sim.model.keeping`)."""
 
     @property
     def kept(self) -> int | None:
-        """Rows of requests to keep: None for all, 0 for none, N for a sample."""
-        if self.requests == "all":
+        """Rows of requests to keep: None for all (and ``auto``: see :func:`sim.model.keeping.requests_kept`,
+        which decides for a whole scenario), 0 for none, N for a sample."""
+        if self.requests in ("all", "auto"):
             return None
         return 0 if self.requests == "none" else int(self.requests.split()[1])
 
 
+MAX_REPLICATIONS = 10_000
+"""Replications of one scenario at most (a stopping rule or a plan is bound by it too)."""
 MAX_PRODUCERS = 100
 MAX_STAGES = 100
 """Producers and stages are stored as small integers in the request log (one byte each)."""
@@ -218,10 +143,12 @@ MAX_STAGES = 100
 class Scenario(Strict):
     """A validated scenario. Build one with :func:`sim.load_scenario` or :func:`sim.scenario_from_dict`."""
 
+    also_allowed = EXPERIMENT_KEYS
+
     name: Name
     description: str = ""
     seed: Annotated[Int, Field(ge=0)] = 0
-    replications: Annotated[Int, Field(ge=1)] = 1
+    replications: Annotated[Int, Field(ge=1, le=MAX_REPLICATIONS)] = 1
     until: PositiveDuration | None = None
     warmup: NonNegativeDuration | Literal["auto"] = 0.0
     """Seconds to leave out of request statistics, or ``auto`` (MSER-5 on the time series)."""
@@ -269,12 +196,22 @@ class Scenario(Strict):
                 ("warmup",),
                 self.warmup,
             )
+        self._check_percentiles()
+        return self
+
+    def _check_percentiles(self) -> None:
+        """Each percentile names its own column: 99.9 and 9.99 would both be ``latency_p999``."""
         names = [percentile_column(p) for p in self.report.percentiles]
         if len(set(names)) != len(names):
             raise FieldError(
                 "percentiles must differ; remove the repeated one", ("report", "percentiles"), self.report.percentiles
             )
-        return self
+        for index, percentile in enumerate(self.report.percentiles):
+            for other in DEFAULT_PERCENTILES:
+                if percentile != other and percentile_column(percentile) == percentile_column(other):
+                    raise FieldError(f"its column would be latency_{percentile_column(other)}, the column of the "
+                                     f"{other:g}th percentile (always reported); choose another percentile",
+                                     ("report", "percentiles", index), percentile)
 
     def _topology(self) -> list[StageSpec]:
         """The stages to build: the given ``stages``, or one stage from ``queue`` and ``consumers``."""
@@ -284,34 +221,13 @@ class Scenario(Strict):
                     "required: the consumers (e.g. {concurrency: 10, service: {dist: exponential, mean: 100ms}}), "
                     "or a list of stages", ("consumers",), MISSING)
             single = StageSpec(name=SINGLE_STAGE, queue=self.queue or QueueSpec(), consumers=self.consumers)
-            _check_stage(single, ())
+            check_stage(single, ())
             return [single]
         if self.consumers is not None or self.queue is not None:
             key = "consumers" if self.consumers is not None else "queue"
             raise FieldError(f"with stages, each stage has its own queue and consumers; move {key} into a stage",
                              (key,), "given")
-        if not self.stages:
-            raise FieldError("give at least one stage", ("stages",), [])
-        index: dict[str, int] = {}
-        for position, stage in enumerate(self.stages):
-            if stage.name in index:
-                raise FieldError(f"stages.{index[stage.name]} has the same name; give each stage its own name",
-                                 ("stages", position, "name"), stage.name)
-            index[stage.name] = position
-            if stage.consumers.service is None:
-                raise FieldError("each stage needs its service time, e.g. {dist: exponential, mean: 20ms}",
-                                 ("stages", position, "consumers", "service"), MISSING)
-        for position, stage in enumerate(self.stages):
-            _check_stage(stage, ("stages", position))
-            for offset, target in enumerate(stage.then):
-                if target not in index:
-                    raise FieldError(f"no stage is called {target!r}; the stages are {', '.join(index)}",
-                                     ("stages", position, "then", offset), target)
-        cycle = _find_cycle({stage.name: stage.then for stage in self.stages})
-        if cycle:
-            position = index[cycle[0]]
-            raise FieldError(f"the stages form a loop ({' -> '.join(cycle)}); a request would never finish",
-                             ("stages", position, "then"), self.stages[position].then)
+        check_stages(self.stages)
         return list(self.stages)
 
     def _check_producer(self, index: int, producer: ProducerSpec, stage_index: dict[str, int]) -> None:
@@ -381,47 +297,8 @@ class Scenario(Strict):
 
     @property
     def concurrency(self) -> int:
-        """Consumers across all stages."""
-        return sum(stage.consumers.concurrency for stage in self._stages)
-
-
-def _check_stage(stage: StageSpec, where: tuple[str | int, ...]) -> None:
-    """Rules that tie a stage's queue to its consumers."""
-    if stage.consumers.batch is not None and stage.queue.delivery is None:
-        raise FieldError("batches are handed out by broker delivery: add queue.delivery "
-                         "(e.g. {visibility_timeout: 30s}) or remove batch",
-                         (*where, "consumers", "batch"), stage.consumers.batch.model_dump())
-
-
-SINGLE_STAGE = "main"
-"""The name of the one stage of a scenario written with ``queue`` and ``consumers``."""
-
-
-def _find_cycle(edges: dict[str, list[str]]) -> list[str]:
-    """A loop in the stage graph as ``[a, b, a]``, or an empty list (depth-first search)."""
-    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
-    path: list[str] = []
-
-    def visit(node: str) -> list[str]:
-        state[node] = 1
-        path.append(node)
-        for nxt in edges.get(node, []):
-            if state.get(nxt) == 1:
-                return [*path[path.index(nxt):], nxt]
-            if nxt not in state:
-                found = visit(nxt)
-                if found:
-                    return found
-        path.pop()
-        state[node] = 2
-        return []
-
-    for node in edges:
-        if node not in state:
-            found = visit(node)
-            if found:
-                return found
-    return []
+        """Consumers across all stages, at most (an autoscaled pool counts its ``max``)."""
+        return sum(stage.consumers.cap for stage in self._stages)
 
 
 def percentile_column(percentile: float) -> str:

@@ -8,13 +8,12 @@ into a scenario.
 
 from __future__ import annotations
 
-import difflib
 import math
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -28,30 +27,11 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from sim.model import arrivals, distributions
+from sim.model.datafiles import read_numbers
+from sim.model.errors import MISSING, FieldError, did_you_mean
 from sim.model.units import format_duration, parse_duration, parse_rate
 
-
-class _Missing:
-    """The value of a key that was not given (``None`` may be a value someone wrote)."""
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Any = _Missing()
-
-
-class FieldError(ValueError):
-    """A rule broken by a field below the model being validated; ``path`` is relative to it.
-
-    ``value`` is the offending value, or :data:`MISSING` when the problem is an absent key;
-    the message says what is allowed (it follows "got VALUE; " in what the user reads).
-    """
-
-    def __init__(self, message: str, path: tuple[str | int, ...], value: object) -> None:
-        super().__init__(message)
-        self.path = path
-        self.value = value
+__all__ = ["MISSING", "FieldError"]  # re-exported: the schema's modules take them from here
 
 
 def _not_bool(value: object) -> object:
@@ -66,21 +46,49 @@ def _capacity(value: object) -> int | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
-    close = isinstance(value, str) and difflib.get_close_matches(value.lower(), ["unbounded"], cutoff=0.6)
-    hint = "did you mean 'unbounded'? " if close else ""
+    hint = did_you_mean(value, ["unbounded"])
     raise ValueError(f"{hint}must be an integer >= 0 (0 = no queue at all) or 'unbounded'")
 
 
 Int = Annotated[int, BeforeValidator(_not_bool)]
-Number = Annotated[float, BeforeValidator(_not_bool)]
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-NonNegativeDuration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
-PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-PositiveRate = Annotated[float, BeforeValidator(parse_rate), Field(gt=0)]
-NonNegativeRate = Annotated[float, BeforeValidator(parse_rate), Field(ge=0)]
+Number = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)]
+MAX_DURATION = 1e9
+"""The longest duration, in seconds (about 31 years): up to it the clock (float seconds) still tells
+events a microsecond apart; beyond it, sums of times overflow and averages lose all precision."""
+
+
+def _duration_range(value: float) -> float:
+    if abs(value) > MAX_DURATION:
+        raise ValueError(f"must be at most {MAX_DURATION:g}s (about 31 years): beyond it the clock cannot tell "
+                         "microseconds apart")
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_duration_range)]
+NonNegativeDuration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0), AfterValidator(_duration_range)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0), AfterValidator(_duration_range)]
+MIN_RATE = 1e-9
+"""The slowest rate (per second) other than 0: one event in about 30 years."""
+MAX_RATE = 1e9
+"""The fastest rate (per second): a thousand times what the engine simulates in a second of wall time."""
+
+
+def _rate_range(value: float) -> float:
+    if value != 0 and not MIN_RATE <= value <= MAX_RATE:
+        raise ValueError(f"must be between {MIN_RATE:g}/s and {MAX_RATE:g}/s (a rate outside it would put "
+                         "events at infinity or at one instant)")
+    return value
+
+
+PositiveRate = Annotated[float, BeforeValidator(parse_rate), Field(gt=0), AfterValidator(_rate_range)]
+NonNegativeRate = Annotated[float, BeforeValidator(parse_rate), Field(ge=0), AfterValidator(_rate_range)]
 Capacity = Annotated[int | None, BeforeValidator(_capacity)]
 NAME_PATTERN = r"^[a-z0-9_-]+$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+BLOCKS: dict[str, type[BaseModel]] = {}
+"""Every :class:`Strict` block by class name, so an error can list the keys of the block expected."""
 
 
 class Strict(BaseModel):
@@ -88,70 +96,36 @@ class Strict(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    also_allowed: ClassVar[tuple[str, ...]] = ()
+    """Keys accepted beside the fields (read by someone else, like a scenario's ``sweep``)."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        BLOCKS[cls.__name__] = cls
+
     @model_validator(mode="before")
     @classmethod
     def _refuse_unknown_keys(cls, data: Any) -> Any:
         if isinstance(data, dict):
-            known = set(cls.model_fields)
+            known = [*cls.model_fields, *cls.also_allowed]
             for key in data:
                 if key not in known:
-                    close = difflib.get_close_matches(str(key), known, n=1)
-                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    hint = did_you_mean(str(key), known)
                     # The message is built here and passed whole: pydantic fills ``{name}``
                     # placeholders in a template, and a key may itself contain braces.
                     raise PydanticCustomError(
                         "unknown_key",
                         "{message}",
-                        {"message": f"unknown key; {hint}allowed here: {', '.join(cls.model_fields)}", "key": key},
+                        {"message": f"unknown key; {hint}allowed here: {', '.join(known)}", "key": key},
                     )
         return data
 
 
 def _read_numbers(info: ValidationInfo, file: str, what: str) -> tuple[float, ...]:
-    """Read one number per row (first column; a header row is allowed) from a file next to the scenario."""
-    base = Path((info.context or {}).get("base_dir", "."))
-    path = base / file
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        reason = error.strerror or type(error).__name__
-        raise FieldError(
-            f"cannot read {str(path)!r} ({reason}); give a CSV file with one {what} in "
-            "seconds per row, with a path relative to the scenario file",
-            ("file",),
-            file,
-        ) from None
-    except UnicodeDecodeError:
-        raise FieldError(
-            f"{str(path)!r} is not a text file; give a CSV file with one {what} in seconds per row",
-            ("file",),
-            file,
-        ) from None
-    values: list[float] = []
-    for number, line in enumerate(lines, start=1):
-        cell = line.split(",")[0].strip()
-        if not cell:
-            continue
-        try:
-            values.append(float(cell))
-        except ValueError:
-            if number == 1 and not values:
-                continue  # a header row
-            raise FieldError(
-                f"row {number} of {str(path)!r} is {cell!r}, not a number; "
-                f"give one {what} in seconds per row",
-                ("file",),
-                file,
-            ) from None
-        if not math.isfinite(values[-1]) or values[-1] < 0:
-            raise FieldError(
-                f"row {number} of {str(path)!r} is {cell!r}; every {what} must be a finite number >= 0",
-                ("file",),
-                file,
-            )
-    if not values:
-        raise FieldError(f"{str(path)!r} holds no {what}s; give one number (seconds) per row", ("file",), file)
-    return tuple(values)
+    """Read one number per row from a file next to the scenario (see :mod:`sim.model.datafiles`)."""
+    base = (info.context or {}).get("base_dir", ".")
+    return read_numbers(base, file, what)
 
 
 # --- service-time distributions -------------------------------------------------------------
@@ -188,13 +162,45 @@ class UniformSpec(Strict):
         return distributions.Uniform(self.low, self.high)
 
 
+MIN_CV = 1e-6
+"""The smallest coefficient of variation of a lognormal or gamma: below it, use ``dist: constant``."""
+MAX_CV = 100.0
+"""The largest coefficient of variation of a lognormal or gamma (a standard deviation 100 times the
+mean). Beyond it the mean rests on draws too rare for any run to see: a lognormal with cv 100
+gets half its mean from draws rarer than 1 in 800, and every tenfold more cv makes them about
+ten times rarer still, so a run's average service time would fall far short of ``mean``."""
+MAX_SIGMA = math.sqrt(math.log1p(MAX_CV**2))
+"""``sigma`` of a lognormal whose cv is :data:`MAX_CV` (about 3.03)."""
+_SPREAD_WHY = ("beyond it the mean rests on draws too rare for a run to see, so runs would not reproduce the mean "
+               "(use a smaller spread)")
+
+
+def _cv(value: float) -> float:
+    if value < MIN_CV:
+        raise ValueError(f"must be at least {MIN_CV:g}; for no spread at all use {{dist: constant, value: ...}}")
+    if value > MAX_CV:
+        raise ValueError(f"must be at most {MAX_CV:g} (a standard deviation {MAX_CV:g} times the mean); "
+                         + _SPREAD_WHY)
+    return value
+
+
+def _sigma(value: float) -> float:
+    if not 0 < value <= MAX_SIGMA:
+        raise ValueError(f"must be greater than 0 and at most {MAX_SIGMA:.3g} (cv {MAX_CV:g}); " + _SPREAD_WHY)
+    return value
+
+
+Spread = Annotated[Number, AfterValidator(_cv)]
+"""A coefficient of variation (standard deviation / mean) within [:data:`MIN_CV`, :data:`MAX_CV`]."""
+
+
 class LognormalSpec(Strict):
     """Give the mean and either ``cv`` (std / mean) or ``sigma`` (the log-space standard deviation)."""
 
     dist: Literal["lognormal"]
     mean: PositiveDuration
-    cv: Annotated[Number, Field(gt=0)] | None = None
-    sigma: Annotated[Number, Field(gt=0)] | None = None
+    cv: Spread | None = None
+    sigma: Annotated[Number, AfterValidator(_sigma)] | None = None
 
     @model_validator(mode="after")
     def _one_spread(self) -> LognormalSpec:
@@ -216,7 +222,7 @@ class LognormalSpec(Strict):
 class GammaSpec(Strict):
     dist: Literal["gamma"]
     mean: PositiveDuration
-    cv: Annotated[Number, Field(gt=0)]
+    cv: Spread
 
     def build(self) -> distributions.Distribution:
         return distributions.Gamma(self.mean, self.cv)
@@ -339,6 +345,11 @@ class TraceSpec(Strict):
     def _load(self, info: ValidationInfo) -> TraceSpec:
         self._times = tuple(np.sort(_read_numbers(info, self.file, "arrival timestamp")).tolist())
         return self
+
+    @property
+    def times(self) -> tuple[float, ...]:
+        """The timestamps read, sorted."""
+        return self._times
 
     def build(self) -> arrivals.ArrivalProcess:
         return arrivals.TraceArrivals(self._times)

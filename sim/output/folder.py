@@ -24,6 +24,8 @@ import pandas as pd
 import yaml
 
 from sim.experiments.replication import Run
+from sim.model.keeping import requests_kept
+from sim.model.schema import Scenario
 from sim.output import webpage as html
 from sim.output.formats import format_value
 
@@ -146,8 +148,17 @@ def tables(folder: Path, summary: pd.DataFrame, estimates: pd.DataFrame) -> list
     return [Path("summary.csv"), Path("estimates.csv")]
 
 
+def kept(scenario: Scenario) -> dict[str, str]:
+    """What the runs kept of their requests (``all``, ``sample of N``, ``none``) and why, for the manifest."""
+    keeping = requests_kept(scenario)
+    return {"requests_kept": keeping.label, **({"requests_note": keeping.note} if keeping.note else {})}
+
+
 def write_requests(run: Run, folder: Path, phase: Phase | None = None) -> list[Path]:
-    """``requests.parquet`` and, when it differs from the requests, ``jobs.parquet`` (attempts or stage visits)."""
+    """``requests.parquet`` and, when it differs from the requests, ``jobs.parquet`` (attempts or stage visits);
+    with ``report.requests: sample N`` only the sample's rows (the manifest says so), with ``none`` neither."""
+    if run.records.tally is not None and len(run.records.columns) == 0:
+        return []  # nothing was kept: the summary and time series were streamed
     told(phase, "writing requests.parquet")
     run.requests.to_parquet(folder / "requests.parquet", index=False)
     jobs = run.jobs

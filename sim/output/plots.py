@@ -11,8 +11,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from numpy.typing import NDArray
 
+from sim.analysis.streamed import sketch_histogram, sketch_quantiles
 from sim.engine.records import OUTCOMES
+from sim.engine.tally import LATENCY, WAIT, Tally
 from sim.model.units import format_duration
 from sim.output.figstyle import colour, legend_outside
 from sim.output.summaries import run_rows
@@ -52,13 +55,17 @@ def _bins(values: np.ndarray, logarithmic: bool) -> np.ndarray:
     return np.linspace(0, top, 60)
 
 
-def latency_figure(requests: pd.DataFrame, title: str, wait_label: str = "wait in queue") -> Figure:
+def latency_figure(requests: pd.DataFrame, title: str, wait_label: str = "wait in queue",
+                   tally: Tally | None = None) -> Figure:
     """Latency (arrival to finish) of served requests: histogram and CDF with the wait.
 
     One producer: the histogram is stacked by outcome (completed, late) with p50/p99/p99.9.
     Several producers (traffic classes, e.g. priorities): one histogram outline and one CDF
-    per class, since pooling the classes would hide who pays.
+    per class, since pooling the classes would hide who pays. A streamed run (``tally``: no
+    rows, or only a sample, kept) is drawn from its sketches instead.
     """
+    if tally is not None:
+        return sketch_latency_figure(tally.sketch[0, LATENCY], tally.sketch[0, WAIT], title, wait_label)
     figure = Figure(figsize=(12.5, 4.4), layout="constrained")
     histogram, cdf = figure.subplots(1, 2)
     served = requests[requests["outcome"].isin(SERVED)]
@@ -82,6 +89,39 @@ def latency_figure(requests: pd.DataFrame, title: str, wait_label: str = "wait i
     histogram.set(xlabel=f"latency, arrival to finish (s){scale}", ylabel="requests",
                   title="Latency of served requests")
     cdf.set(xlabel=f"seconds{scale}", ylabel="share of served requests", title="Cumulative distribution",
+            ylim=(0, 1.01))
+    for axes in (histogram, cdf):
+        axes.grid(alpha=0.3)
+        legend_outside(axes)
+    figure.suptitle(title)
+    return figure
+
+
+SKETCH_LEVELS = np.linspace(0.0, 1.0, 401)
+"""Levels the CDF of a sketch is drawn at."""
+
+
+def sketch_latency_figure(latency: NDArray[np.int64], wait: NDArray[np.int64], title: str,
+                          wait_label: str = "wait in queue") -> Figure:
+    """The latency figure of a streamed run, from its sketches of served requests' latency and wait: a
+    histogram (each sketch bin spread over its 1 % range), p50/p99/p99.9 and the CDFs, all within the
+    sketch's 0.5 %. Completed and late (and producers) are not told apart."""
+    figure = Figure(figsize=(12.5, 4.4), layout="constrained")
+    histogram, cdf = figure.subplots(1, 2)
+    if latency.sum() > 0:
+        quantiles = sketch_quantiles(latency, SKETCH_LEVELS)
+        edges = np.linspace(0, float(quantiles[-1]) * 1.0051 + 1e-12, 60)  # up to the largest (+0.5 %)
+        histogram.hist(edges[:-1], bins=edges, weights=sketch_histogram(latency, edges),
+                       color=OUTCOME_COLOURS["completed"], label="served")
+        marks = sketch_quantiles(latency, np.array([0.5, 0.99, 0.999]))
+        for percentile, value, style in zip((50, 99, 99.9), marks, (":", "--", "-."), strict=True):
+            histogram.axvline(value, color="black", linestyle=style, linewidth=1,
+                              label=f"p{percentile:g} = {format_duration(float(value))}")
+        for values, label in ((quantiles, "latency"), (sketch_quantiles(wait, SKETCH_LEVELS), wait_label)):
+            cdf.plot(values, SKETCH_LEVELS, label=label)
+    histogram.set(xlabel="latency, arrival to finish (s)", ylabel="requests",
+                  title="Latency of served requests (from the streaming sketch)")
+    cdf.set(xlabel="seconds", ylabel="share of served requests", title="Cumulative distribution (within 0.5 %)",
             ylim=(0, 1.01))
     for axes in (histogram, cdf):
         axes.grid(alpha=0.3)
@@ -186,11 +226,20 @@ def _busy_panel(busy: Axes, series: pd.DataFrame, time: np.ndarray, concurrency:
     for position, stage in enumerate(stages):
         busy.plot(time, series[f"{stage}.busy"], drawstyle="steps-mid", linewidth=1,
                   color=colour(position + 2, len(stages) + 2), label=f"busy at {stage}")
-    if scaling and "provisioned" in series:
+    if "desired" in series:
+        _autoscaled_consumers(busy, time, series)
+    elif scaling and "provisioned" in series:
         busy.plot(time, series["provisioned"], drawstyle="steps-mid", color="#e76f51", linewidth=1,
                   label="environments provisioned")
     busy.axhline(concurrency, color="black", linestyle="--", linewidth=1, label=f"concurrency = {concurrency:,}")
     busy.set(ylabel="consumers", title="Busy consumers", ylim=(0, concurrency * 1.08))
+
+
+def _autoscaled_consumers(axes: Axes, time: NDArray[np.float64], series: pd.DataFrame) -> None:
+    """Autoscaling (``consumers.autoscale``): the consumers the autoscaler wants and those ready to serve."""
+    axes.plot(time, series["desired"], drawstyle="steps-mid", color="#e76f51", linestyle="--", linewidth=1,
+              label="desired (autoscaler)")
+    axes.plot(time, series["ready"], drawstyle="steps-mid", color="#e76f51", linewidth=1.2, label="ready")
 
 
 def outcomes_figure(summary: pd.DataFrame, title: str) -> Figure:

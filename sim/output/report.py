@@ -19,6 +19,7 @@ from sim.output.folder import (
     common,
     drawn,
     json_file,
+    kept,
     markdown_table,
     publish,
     save,
@@ -58,6 +59,7 @@ def manifest(result: Result, seed: int, wall_time: float, executor: str = "in-pr
         "timeseries_bucket_seconds": result.runs[0].timeseries.attrs.get("bucket"),
         "executor": executor,
         "engine": result.runs[0].records.engine,
+        **kept(scenario),
     }
     if scenario.warmup == "auto":
         found["warmup_seconds"] = result.warmups  # per replication, as MSER-5 chose
@@ -86,7 +88,8 @@ def write_results(result: Result, out: Path, *, seed: int, wall_time: float, fig
             estimated = result.estimates[["stat", *(c for c in columns if c in result.estimates.columns)]]
             sections.append(("Estimates (95 % CI)", markdown_table(estimated, formatted=True), html.table(estimated)))
         sections.append(scenario_section(scenario.raw))
-        meta = f"seed {seed}, {result.replications} replication(s), {executor}"
+        meta = (f"seed {seed}, {result.replications} replication(s), {executor}; "
+                f"requests kept: {kept(scenario)['requests_kept']}")
         pages = write_reports(folder, scenario.name, scenario.description, sections, saved, meta)
         return [*produced, *saved.values(), *pages]
 
@@ -104,7 +107,7 @@ def run_figures(result: Result) -> dict[str, Figure]:
     stages = scenario.stage_list
     wait = f"wait at the first stage ({stages[0].name})" if len(stages) > 1 else "wait in queue"
     return {
-        "latency": plots.latency_figure(first.requests, title, wait_label=wait),
+        "latency": plots.latency_figure(first.requests, title, wait_label=wait, tally=first.records.tally),
         "timeseries": plots.timeseries_figure(first.timeseries, scenario.concurrency, title, scaling=scaling),
         "outcomes": plots.outcomes_figure(result.summary, title),
     }
@@ -136,7 +139,7 @@ def write_sweep(result: SweepResult, out: Path, *, wall_time: float, figures: bo
             as_written=experiment.raw, as_run=experiment.base.model_dump(mode="json"), executor=result.executor,
             engines=sorted(set(result.summary["engine"].dropna())) if "engine" in result.summary else [],
             runs_computed=result.computed, runs_from_cache=result.cached,
-            requests_file="replication 0 of point 0"))
+            requests_file="replication 0 of point 0", **kept(result.points[0].scenario)))
         produced += [Path("timeseries.csv"), Path("manifest.json")]
         saved = drawn(lambda: sweep_figures(result, x), folder, phase) if figures else {}
         table = sweep_table(result)

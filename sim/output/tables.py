@@ -8,7 +8,6 @@ the scenario does not use), take ``--metrics`` to choose, and fit 100 columns.
 
 from __future__ import annotations
 
-import difflib
 import math
 import textwrap
 from collections.abc import Sequence
@@ -17,7 +16,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from sim.analysis.estimates import headline, key_columns, stat_rows
-from sim.model.scenario import ScenarioError
+from sim.model.errors import ScenarioError, did_you_mean
+from sim.model.keeping import requests_kept
 from sim.output.formats import (
     describe_value,
     field_kind,
@@ -62,8 +62,7 @@ def parse_metrics(text: str | None, available: Sequence[str], where: str = "--me
                             "e.g. latency_p99,timeout_rate")
     for name in chosen:
         if name not in available:
-            close = difflib.get_close_matches(name, available, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
+            hint = did_you_mean(name, available)
             raise ScenarioError(f"{where}: got {name!r}: not a summary column; {hint}use any of "
                                 f"{', '.join(available)}")
     return list(dict.fromkeys(chosen))
@@ -111,6 +110,7 @@ def format_summary(result: Result, metrics: Sequence[str] | None = None) -> str:
     note = f"{result.replications} replications: mean [95% CI]" if aggregated else "1 replication"
     if "engine" in summary.columns:
         note += f"; {summary['engine'].iloc[0]} engine"
+    note += f"; requests kept: {requests_kept(scenario).label}"
     return f"{heading}\n{note}\n{render(table, ['metric'])}"
 
 

@@ -22,25 +22,22 @@ from sim.engine.sample import Reservoir
 from sim.engine.streams import ARRIVALS, PATIENCE, SAMPLE_STREAM, SERVICE, STAGE_STREAMS, stream
 from sim.engine.tally import (
     BASE_WIDTH,
-    ENTERED,
-    FACTOR_STEP,
-    MAX_BUCKETS,
     OFFERED,
     OUTCOME_BASE,
     OVERDUE,
     Tally,
-    factor,
+    bucket_count,
+    fitted,
     grown,
-    merge_buckets,
     new_tally,
+    widened,
     widening,
 )
-from sim.engine.tally import EDGE_HIGH as TALLY_EDGE_HIGH
-from sim.engine.tally import EDGE_LOW as TALLY_EDGE_LOW
 from sim.engine.tally import WARMUP as TALLY_WARMUP
 from sim.engine.tally import WIDTH as TALLY_WIDTH
 from sim.model.arrivals import BLOCK
 from sim.model.distributions import SAMPLER_BLOCK
+from sim.model.keeping import requests_kept
 from sim.model.policy_specs import CodelSpec, FailAtScaleSpec, ProportionalSpec, RedSpec
 from sim.model.schema import ProducerSpec, Scenario
 
@@ -100,7 +97,7 @@ def _parameters(scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
     fp[at.ADAPT_WAIT] = switch.wait if switch.wait is not None else 0.0
     ip[at.EVENT_BUDGET] = EVENT_BUDGET
     ip[at.SEVERAL_PRODUCERS] = len(scenario.producers) > 1
-    ip[at.STREAMING] = scenario.report.kept is not None
+    ip[at.STREAMING] = requests_kept(scenario).kept is not None
     aqm = queue.aqm
     if isinstance(aqm, RedSpec):
         ip[at.AQM] = at.RED
@@ -135,7 +132,7 @@ def _arrays(scenario: Scenario) -> at.Arrays:
     events = producers + concurrency
     return at.Arrays(
         ip=ip, fp=fp, istate=istate, fstate=fstate,
-        heap=np.zeros(events, dtype=np.int64), event_time=np.zeros(events), event_id=np.zeros(events, dtype=np.int64),
+        heap=np.zeros(events, dtype=np.int64), heap_time=np.zeros(events), heap_id=np.zeros(events, dtype=np.int64),
         jf=np.zeros((5, RING)), ji=np.zeros((3, RING), dtype=np.int8),
         q=np.zeros((levels, width), dtype=np.int64), q_head=np.zeros(levels, dtype=np.int64),
         q_size=np.zeros(levels, dtype=np.int64),
@@ -151,11 +148,11 @@ def _arrays(scenario: Scenario) -> at.Arrays:
 
 def _tally(scenario: Scenario) -> Tally:
     """The streaming statistics' accumulators (a minimal, unused one when every request is kept)."""
-    if scenario.report.kept is None:
-        return new_tally(1, 0.0, 1.0)
-    views = 1 + len(scenario.producers) if len(scenario.producers) > 1 else 1
+    if requests_kept(scenario).kept is None:
+        return new_tally(0, 0, 0.0, 1.0)
+    producers = len(scenario.producers) if len(scenario.producers) > 1 else 0
     warmup = 0.0 if scenario.warmup == "auto" else float(scenario.warmup)
-    return new_tally(views, warmup, scenario.report.bucket)
+    return new_tally(producers, 0, warmup, scenario.report.bucket)
 
 
 FLOAT_COLUMNS = ("arrival", "deadline", "service", "start", "finish")
@@ -219,22 +216,7 @@ def _make_room(arrays: at.Arrays, rows: _Rows) -> at.Arrays:
 
 def _widen_or_grow(arrays: at.Arrays) -> at.Arrays:
     """Make the time series hold the next event: a wider bucket past MAX_BUCKETS, else more buckets."""
-    tally = arrays.tally
-    now = float(arrays.event_time[arrays.heap[0]])
-    width = float(tally.scalars[TALLY_WIDTH])
-    step = int(tally.flags[FACTOR_STEP])
-    while now > MAX_BUCKETS * width * (1 + 1e-9):
-        by = factor(step + 1) // factor(step)
-        step += 1
-        width = float(tally.scalars[BASE_WIDTH]) * factor(step)
-        tally = tally._replace(series=merge_buckets(tally.series, by), areas=merge_buckets(tally.areas, by),
-                               peaks=merge_buckets(tally.peaks, by, "max"))
-        tally.scalars[TALLY_WIDTH] = width
-        tally.flags[FACTOR_STEP] = step
-        tally.flags[ENTERED] //= by
-        tally.scalars[TALLY_EDGE_LOW] = tally.scalars[TALLY_EDGE_HIGH] = 0.0  # recomputed at the next instant
-    tally = grown(tally, int(now / width) + 2)
-    return arrays._replace(tally=tally)
+    return arrays._replace(tally=fitted(arrays.tally, float(arrays.heap_time[0])))
 
 
 def _deeper_waiting_room(arrays: at.Arrays) -> at.Arrays:
@@ -258,7 +240,7 @@ def run_kernel(scenario: Scenario, seeds: np.random.SeedSequence,
             start_producer(arrays, index)
     uniforms = stream(seeds, STAGE_STREAMS + 0)
     horizon = max(producer.arrivals.build().horizon for producer in scenario.producers)
-    rows = _Rows(scenario.report.kept, stream(seeds, SAMPLE_STREAM))
+    rows = _Rows(requests_kept(scenario).kept, stream(seeds, SAMPLE_STREAM))
     next_report = EVENT_BUDGET
     while True:
         status = advance(arrays)
@@ -311,17 +293,9 @@ def _close(arrays: at.Arrays, end: float) -> at.Arrays:
     width = float(tally.scalars[TALLY_WIDTH])
     tally = grown(tally, int(end / width) + 2)
     arrays = arrays._replace(tally=tally)
-    close_tally(arrays, end, max(1, math.ceil(end / width - 1e-9)))
+    close_tally(arrays, end, bucket_count(end, width))
     _count_live(arrays, end)
-    step, final = int(tally.flags[FACTOR_STEP]), widening(end, float(tally.scalars[BASE_WIDTH]))
-    if final > step:
-        by = factor(final) // factor(step)
-        tally = tally._replace(series=merge_buckets(tally.series, by), areas=merge_buckets(tally.areas, by),
-                               peaks=merge_buckets(tally.peaks, by, "max"))
-        tally.scalars[TALLY_WIDTH] = float(tally.scalars[BASE_WIDTH]) * factor(final)
-        tally.flags[FACTOR_STEP] = final
-        tally.scalars[TALLY_EDGE_LOW] = tally.scalars[TALLY_EDGE_HIGH] = 0.0
-    return arrays._replace(tally=tally)
+    return arrays._replace(tally=widened(tally, widening(end, float(tally.scalars[BASE_WIDTH]))))
 
 
 def _count_live(arrays: at.Arrays, end: float) -> None:

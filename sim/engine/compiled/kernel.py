@@ -205,14 +205,14 @@ def advance(a: Arrays) -> int:
         if need != 0:
             return need
         event = a.heap[0]
-        now = a.event_time[event]
+        now = a.heap_time[0]
         if bounded and now >= until:
             return DONE  # SimPy's stop event at `until` is URGENT: nothing at that instant runs
         if ip[STREAMING] == 1:
             if not room_for(a.tally, now):
                 return SERIES_FULL
             advance_clock(a.tally, now)
-        ist[HEAP_SIZE] = heap_pop(a.heap, ist[HEAP_SIZE], a.event_time, a.event_id)
+        ist[HEAP_SIZE] = heap_pop(a.heap, a.heap_time, a.heap_id, ist[HEAP_SIZE])
         a.fstate[NOW] = now
         ist[EVENTS] += 1
         if event < producers:

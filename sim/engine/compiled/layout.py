@@ -51,9 +51,11 @@ class Arrays(NamedTuple):
     istate: np.ndarray
     fstate: np.ndarray
     heap: np.ndarray
-    """Event numbers: producer ``p`` is event ``p``; consumer slot ``s`` is event ``producers + s``."""
-    event_time: np.ndarray
-    event_id: np.ndarray
+    """Event numbers by heap position: producer ``p`` is event ``p``; consumer slot ``s`` is event ``producers + s``."""
+    heap_time: np.ndarray
+    """When the entry at each heap position is due."""
+    heap_id: np.ndarray
+    """The scheduling id of the entry at each heap position (SimPy's tie-breaker)."""
     jf: np.ndarray
     """Float job columns (rows ARRIVAL..FINISH), a ring indexed by ``job & (width - 1)``."""
     ji: np.ndarray

@@ -37,10 +37,9 @@ OVERFLOW_REASON, AQM_REASON = 1, 2
 
 @step
 def schedule(a: Arrays, event: int, time: float) -> None:
-    a.event_time[event] = time
-    a.event_id[event] = a.istate[NEXT_ID]
+    ident = a.istate[NEXT_ID]
     a.istate[NEXT_ID] += 1
-    a.istate[HEAP_SIZE] = heap_push(a.heap, a.istate[HEAP_SIZE], a.event_time, a.event_id, event)
+    a.istate[HEAP_SIZE] = heap_push(a.heap, a.heap_time, a.heap_id, a.istate[HEAP_SIZE], time, ident, event)
 
 
 @step

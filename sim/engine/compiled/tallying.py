@@ -137,25 +137,25 @@ def _advance(t: Tally, now: float) -> None:
 
 
 @step
-def _spread(t: Tally, kind: int, level: float, since: float, now: float) -> None:
-    """Add ``level`` over ``[since, now)`` to the buckets' integrals."""
+def _spread(t: Tally, kind: int, row: int, level: float, since: float, now: float) -> None:
+    """Add ``level`` over ``[since, now)`` to the buckets' integrals (row ``row`` of ``areas``)."""
     if t.scalars[EDGE_LOW] <= since and now <= t.scalars[EDGE_HIGH]:
-        t.areas[kind, t.flags[ENTERED]] += level * (now - since)
+        t.areas[kind, row, t.flags[ENTERED]] += level * (now - since)
     else:
-        _spread_across(t, kind, level, since, now)
+        _spread_across(t, kind, row, level, since, now)
 
 
 @apart
-def _spread_across(t: Tally, kind: int, level: float, since: float, now: float) -> None:
+def _spread_across(t: Tally, kind: int, row: int, level: float, since: float, now: float) -> None:
     width = t.scalars[WIDTH]
     bucket = bucket_of(t, since)
     begin = since
     while True:
         edge = (bucket + 1) * width
         if edge >= now:
-            t.areas[kind, bucket] += level * (now - begin)
+            t.areas[kind, row, bucket] += level * (now - begin)
             return
-        t.areas[kind, bucket] += level * (edge - begin)
+        t.areas[kind, row, bucket] += level * (edge - begin)
         begin = edge
         bucket += 1
 
@@ -169,8 +169,9 @@ def change(t: Tally, kind: int, view: int, delta: float, now: float) -> None:
         warmup = t.scalars[WARMUP]
         if now > warmup:
             t.sums[view, QUEUE_AREA + kind] += level * (now - max(since, warmup))
-        if view == 0:
-            _spread(t, kind, level, since, now)
+        row = t.area_row[view]
+        if row >= 0:
+            _spread(t, kind, row, level, since, now)
     t.level[kind, view] = level + delta
     t.changed[kind, view] = now
     if kind == QUEUE and delta > 0:
@@ -184,7 +185,10 @@ def arrive(t: Tally, now: float) -> None:
 
 
 @step
-def _count(t: Tally, view: int, arrival: float, start: float, finish: float, outcome: int, reason: int) -> None:
+def count_outcome(t: Tally, view: int, arrival: float, start: float, finish: float, outcome: int, reason: int,
+                  with_waste: bool) -> None:
+    """Count a final record in ``view``: its outcome, and the latency and wait of a served one (and, with
+    ``with_waste``, a late one's service as wasted work: when the record is a job's, not a request's)."""
     counts = t.counts
     counts[view, OFFERED] += 1
     counts[view, OUTCOME_BASE + outcome] += 1
@@ -199,7 +203,7 @@ def _count(t: Tally, view: int, arrival: float, start: float, finish: float, out
         t.sums[view, WAIT_SUM] += start - arrival
         _sketch(t, view, LATENCY, finish - arrival)
         _sketch(t, view, WAIT, start - arrival)
-        if outcome == LATE:
+        if with_waste and outcome == LATE:
             t.sums[view, WASTED] += finish - start
 
 
@@ -222,16 +226,15 @@ def fold(t: Tally, producer_view: int, arrival: float, deadline: float, start: f
     elif outcome == DROPPED:
         series[DROPPED_AT, bucket_of(t, finish)] += 1
     if arrival >= t.scalars[WARMUP]:
-        _count(t, 0, arrival, start, finish, outcome, reason)
+        count_outcome(t, 0, arrival, start, finish, outcome, reason, True)
         if producer_view > 0:
-            _count(t, producer_view, arrival, start, finish, outcome, reason)
+            count_outcome(t, producer_view, arrival, start, finish, outcome, reason, True)
 
 
 @step
 def room_for(t: Tally, time: float) -> bool:
     """Whether the time series has a bucket for ``time`` (else the driver grows or widens it)."""
     return bool(bucket_of(t, time) < t.series.shape[1])
-
 
 
 @apart

@@ -17,17 +17,19 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from sim.about import __version__
+from sim.cli.animate import animate_scenario
+from sim.cli.arguments import UsageError, parser
+from sim.experiments import budget
 from sim.experiments.cache import ResultCache
 from sim.experiments.executors import Executor, ExecutorError, InProcess, make_executor
 from sim.experiments.runner import Result, Runner, SweepResult, run_experiment
 from sim.experiments.sweep import experiment_from_dict, load_experiment, starting_replications
 from sim.experiments.targets import metric_columns
-from sim.model.engines import ENGINES
+from sim.model.keeping import requests_kept
 from sim.model.scenario import ScenarioError, parse_override, read_scenario_data, split_experiment
-from sim.output import animate_command
+from sim.model.schema import MAX_REPLICATIONS, Scenario
 from sim.output.progress import ProgressBar as _ProgressBar
 from sim.output.progress import note as _note
 from sim.output.tables import format_comparison, format_summary, format_sweep, parse_metrics, plan_text
@@ -39,10 +41,6 @@ EXIT_NO_ANSWER = 3
 """``qsim plan`` found no value in the range that meets the targets."""
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
-
-
-class _UsageError(Exception):
-    """A command line argparse refuses; reported as one line like every other bad input."""
 
 
 class _Interrupted(Exception):
@@ -61,79 +59,10 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise _Terminated
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(f"{message}; see {self.prog} --help")
-
-
-def _shared() -> tuple[_Parser, _Parser]:
-    """Options every running command takes: overrides and output, and where to run."""
-    scenario = _Parser(add_help=False)
-    scenario.add_argument("--out", type=Path, help="results folder (default: results/<name>)")
-    scenario.add_argument("--seed", type=int, help="override the scenario's seed")
-    scenario.add_argument("--replications", type=int, help="override the number of replications")
-    scenario.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                          help="override a field before validation, e.g. producers.0.arrivals.rate=800/s (repeatable)")
-    scenario.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
-    scenario.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
-    scenario.add_argument("--engine", choices=ENGINES, help="which engine runs it (overrides the scenario's engine:; "
-                          "default auto: the compiled engine when the scenario allows it)")
-    execution = _Parser(add_help=False)
-    execution.add_argument("--workers", type=int, metavar="N",
-                           help="local worker processes (default: all cores for sweeps, compare and plan; "
-                                "in-process for one scenario)")
-    execution.add_argument("--dask", metavar="ADDRESS", help="run on an existing Dask cluster, e.g. tcp://host:8786")
-    execution.add_argument("--fresh", action="store_true", help="ignore finished runs in <out>/cache (recompute)")
-    return scenario, execution
-
-
-METRICS_HELP = ("the summary columns the terminal table shows, in this order, e.g. latency_p99,timeout_rate,goodput "
-                "(default: the main ones, without those that are zero everywhere)")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="qsim", description="Discrete-event simulation of queues in front of bounded compute.")
-    parser.add_argument("--version", action="version", version=f"qsim {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-    scenario, execution = _shared()
-    running = commands.add_parser("run", parents=[scenario, execution],
-                                  help="run a scenario (or its sweep) and write results/<name>/")
-    running.add_argument("scenario", type=Path)
-    running.add_argument("--sweep", action="append", default=[], metavar="KEY.PATH=V1,V2,...",
-                         help="sweep a field over values (repeatable: a grid), e.g. consumers.concurrency=10,20,40")
-    running.add_argument("--x", metavar="KEY.PATH", help="the swept field on the curves' x axis (default: the first)")
-    running.add_argument("--no-requests", action="store_true",
-                         help="skip requests.parquet and jobs.parquet (one row per request: large for big runs)")
-    running.add_argument("--metrics", metavar="M1,M2,...", help=METRICS_HELP)
-    checking = commands.add_parser("check", help="validate scenario files (and their sweeps) without running them")
-    checking.add_argument("scenarios", type=Path, nargs="+")
-    comparing = commands.add_parser("compare", parents=[scenario, execution],
-                                    help="run scenarios on the same random numbers and compare them")
-    comparing.add_argument("scenarios", type=Path, nargs="+")
-    comparing.add_argument("--vary", metavar="KEY.PATH=V1,V2,...",
-                           help="compare values of one field of one scenario, e.g. queue.discipline=fifo,lifo")
-    comparing.add_argument("--metrics", metavar="M1,M2,...", help=METRICS_HELP)
-    planning = commands.add_parser("plan", parents=[scenario, execution],
-                                   help="find the smallest capacity (or largest load) that meets targets")
-    planning.add_argument("scenario", type=Path)
-    direction = planning.add_mutually_exclusive_group()
-    direction.add_argument("--vary", metavar="KEY.PATH", help="find the smallest value meeting every target")
-    direction.add_argument("--maximize", metavar="KEY.PATH", help="find the largest value meeting every target")
-    planning.add_argument("--min", dest="low", metavar="VALUE", help="lower end of the search (units allowed)")
-    planning.add_argument("--max", dest="high", metavar="VALUE", help="upper end of the search")
-    planning.add_argument("--target", dest="targets", action="append", metavar="METRIC<=VALUE",
-                          help="e.g. 'latency_p99<=2s', 'timeout_rate<=1%%' (repeatable: all must hold)")
-    planning.add_argument("--confidence", type=float, help="one-sided confidence for every target (default 0.95)")
-    planning.add_argument("--max-replications", type=int, help="cap when refining a probe near the boundary")
-    planning.add_argument("--tolerance", type=float, help="stop bisecting a real-valued field at this width")
-    animate_command.add_parser(commands)
-    return parser
-
-
 def _overrides(args: argparse.Namespace, replications: bool = True) -> dict[str, Any]:
     """``--set`` values, plus ``--seed`` and ``--replications`` as overrides (so the manifest says what ran)."""
-    if args.replications is not None and args.replications < 1:
-        raise ScenarioError(f"--replications: got {args.replications}; give an integer >= 1")
+    if args.replications is not None and not 1 <= args.replications <= MAX_REPLICATIONS:
+        raise ScenarioError(f"--replications: got {args.replications}; give an integer from 1 to {MAX_REPLICATIONS:,}")
     if args.seed is not None and args.seed < 0:
         raise ScenarioError(f"--seed: got {args.seed}; give an integer >= 0")
     if args.workers is not None and args.workers < 1:
@@ -199,6 +128,13 @@ def _written(out: Path, write: Callable[[], object]) -> None:
         raise ScenarioError(f"--out {out}: cannot write the results ({reason}); choose another folder") from None
 
 
+def _afford(args: argparse.Namespace, scenarios: Sequence[Scenario], replications: int, where: str,
+            many: bool) -> None:
+    """Refuse a command that cannot fit in memory; say so before one that will take minutes."""
+    workers = args.workers if args.workers is not None else (None if many else 1)
+    budget.afford(scenarios, replications, where, workers, args.dask is not None)
+
+
 def _run(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.scenario, _overrides(args), sweep=args.sweep)
     if args.x is not None and args.x not in experiment.axes:
@@ -209,6 +145,8 @@ def _run(args: argparse.Namespace) -> int:
     replications = starting_replications(experiment)
     runs = len(experiment.points) * replications
     many = len(experiment.points) > 1
+    _afford(args, [point.scenario for point in experiment.points], replications, str(args.scenario), many)
+    _note_streaming([point.scenario for point in experiment.points])  # after the refusals: one line if refused
     cached = many or experiment.precision is not None or runs > 1
     began = time.perf_counter()
     what = "points" if many else ""
@@ -242,16 +180,26 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _note_streaming(scenarios: list[Scenario]) -> None:
+    """One line on stderr when ``report.requests: auto`` keeps no rows (the first such point says why)."""
+    notes = [note for note in (requests_kept(scenario).note for scenario in scenarios) if note]
+    if notes:
+        _note(notes[0])
+
+
 def _check(args: argparse.Namespace) -> int:
     """Validate every file (not just up to the first bad one): one line per file."""
     status = 0
     for path in args.scenarios:
         try:
             experiment = load_experiment(path)
+            scenarios, replications = [point.scenario for point in experiment.points], starting_replications(experiment)
             if experiment.plan is not None:
                 from sim.experiments.planning import Planner
 
                 Planner(experiment, experiment.plan, Runner(InProcess(), experiment.base.seed))  # checks min/max
+                scenarios, replications = budget.plan_work(experiment, experiment.plan)
+            cost = budget.afford(scenarios, replications, str(path), notify=False)
         except ScenarioError as error:
             print(f"qsim: error: {error}", file=sys.stderr)
             status = EXIT_BAD_INPUT
@@ -259,7 +207,7 @@ def _check(args: argparse.Namespace) -> int:
             scenario = experiment.base
             extra = f", sweep of {len(experiment.points)} points" if experiment.sweep else ""
             extra += ", plan" if experiment.plan is not None else ""
-            print(f"{path}: ok ({scenario.name}, {len(scenario.producers)} producer(s){extra})")
+            print(f"{path}: ok ({scenario.name}, {len(scenario.producers)} producer(s){extra}, {cost.text()})")
     return status
 
 
@@ -282,6 +230,7 @@ def _compare(args: argparse.Namespace) -> int:
     replications = args.replications or (first.replications if first.replications >= 2
                                          else compare.DEFAULT_REPLICATIONS)
     out = _out(args, arms.name)
+    _afford(args, [point.scenario for point in arms.points], replications, str(args.scenarios[0]), True)
     began = time.perf_counter()
     comparison = _execute(args, out, len(arms.points) * replications, True, first.seed, True,
                           lambda runner: compare.compare(arms, runner, replications), "scenarios")
@@ -303,7 +252,7 @@ _FLAGS = {"vary": "--vary", "maximize": "--maximize", "min": "--min", "max": "--
 
 def _plan(args: argparse.Namespace) -> int:
     from sim.experiments.planning import Planner
-    from sim.experiments.targets import parse_plan
+    from sim.experiments.specs import parse_plan
     from sim.output import report
 
     overrides = _overrides(args, replications=False)
@@ -329,6 +278,7 @@ def _plan(args: argparse.Namespace) -> int:
     plan_spec = parse_plan(spec, experiment.base, str(args.scenario),
                            lambda key: f"plan.{key}" if key in in_file else _FLAGS[key])
     out = _out(args, f"{experiment.name}-plan")
+    _afford(args, *budget.plan_work(experiment, plan_spec), str(args.scenario), True)
     began = time.perf_counter()
 
     def work(runner: Runner) -> Any:
@@ -354,7 +304,7 @@ def _yaml(text: str | None) -> Any:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"run": _run, "check": _check, "compare": _compare,
-                                                             "plan": _plan, "animate": animate_command.animate_scenario}
+                                                             "plan": _plan, "animate": animate_scenario}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -371,9 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        args = parser().parse_args(argv)
         return COMMANDS[args.command](args)
-    except (ScenarioError, ExecutorError, _UsageError) as error:
+    except (ScenarioError, ExecutorError, UsageError) as error:
         print(f"qsim: error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except _Interrupted as error:
@@ -383,6 +333,9 @@ def _main(argv: Sequence[str] | None) -> int:
         terminated = isinstance(error, _Terminated)
         print(f"qsim: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    except MemoryError:
+        print(f"qsim: error: {budget.out_of_memory()}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except OSError as error:  # e.g. a results or cache folder that cannot be created
         where = f"{error.filename}: " if error.filename else ""
         reason = error.strerror or type(error).__name__

@@ -1,5 +1,6 @@
 """``qsim animate``: run a scenario once and write its animation (GIF, HTML or MP4).
 
+Its options are in :mod:`sim.cli.arguments`; this module is what the command does.
 The command runs replication 0 with every request kept (``report.requests: all``: the dots
 need every record), then replays its records over the window ``--from``/``--to``. Everything
 that can be checked before the run is (the output file, the numbers); the window is checked
@@ -14,34 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from sim.experiments.runner import run
-from sim.model.engines import ENGINES
 from sim.model.scenario import ScenarioError, load_scenario, parse_override
 from sim.model.units import format_duration, parse_duration
 from sim.output.animation import scene_of
 from sim.output.movie import check_output, save
-from sim.output.replay import MAX_DOTS
-
-HELP = "write an animation of a run: requests as dots through the queue and the consumers, coloured by fate"
-
-
-def add_parser(commands: Any) -> None:
-    """Add ``animate`` to the ``qsim`` sub-commands (``commands`` is argparse's sub-parsers object)."""
-    parser = commands.add_parser("animate", help=HELP)
-    parser.add_argument("scenario", type=Path)
-    parser.add_argument("--out", type=Path, help="the file to write: .gif (default results/<name>.gif), .html "
-                        "(a page with a player) or .mp4 (needs ffmpeg)")
-    parser.add_argument("--from", dest="start", metavar="TIME", default="0s", help="start of the window (default 0s)")
-    parser.add_argument("--to", dest="end", metavar="TIME", help="end of the window (default: 10 s after --from, "
-                        "or the end of the run)")
-    parser.add_argument("--fps", type=float, default=10.0, help="frames per second of video (default 10)")
-    parser.add_argument("--speed", type=float, help="simulated seconds per second of video (default 1, or faster "
-                        "so that the video lasts at most 15 s)")
-    parser.add_argument("--dots", type=int, default=MAX_DOTS,
-                        help=f"requests drawn at most; more are sampled uniformly (default {MAX_DOTS})")
-    parser.add_argument("--seed", type=int, help="override the scenario's seed")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help="override a field before validation (repeatable)")
-    parser.add_argument("--engine", choices=ENGINES, help="which engine runs it (default: the scenario's)")
 
 
 def _time(option: str, text: str | None) -> float | None:
