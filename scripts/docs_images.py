@@ -35,6 +35,8 @@ NOTEBOOKS = ROOT / "notebooks"
 ANIMATIONS: dict[str, list[str]] = {
     "01-fifo-zombies.gif": ["scenarios/encore-fifo-vs-lifo.yaml", "--to", "90s"],
     "01-lifo.gif": ["scenarios/encore-fifo-vs-lifo.yaml", "--to", "90s", "--set", "queue.discipline=lifo"],
+    "01-priority.gif": ["scenarios/encore-priority.yaml", "--to", "90s"],
+    "01-red.gif": ["scenarios/encore-red.yaml", "--to", "90s"],
     "02-sqs-ramp.gif": ["scenarios/sqs-lambda-burst.yaml", "--to", "60s"],
     "03-fanout.gif": ["scenarios/pubsub-fanout.yaml", "--from", "28s", "--to", "50s"],
     "05-too-few-consumers.gif": ["scenarios/capacity-plan-burst.yaml", "--to", "8s", "--fps", "8", "--speed", "0.5",
