@@ -26,3 +26,24 @@ def qsim(capsys: pytest.CaptureFixture[str]) -> Cli:
         return code, captured.out, captured.err
 
     return run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_engine_ready() -> None:
+    """Compile the Numba engine before the first test (about a minute on a fresh machine, then cached).
+
+    Otherwise the first test that runs a scenario under ``engine: auto`` pays for it, and one that
+    checks stderr sees the progress bar the long first run brings up.
+    """
+    from sim import scenario_from_dict
+    from sim.engine.choice import numba_available
+    from sim.experiments.runner import run
+
+    if not numba_available():
+        return
+    for requests in ("all", "none"):
+        run(scenario_from_dict({
+            "name": "warm-up", "engine": "compiled", "report": {"requests": requests},
+            "producers": [{"name": "p", "arrivals": {"process": "poisson", "rate": 1.0, "count": 10}}],
+            "consumers": {"concurrency": 1, "service": {"dist": "exponential", "mean": 0.5}},
+        }))

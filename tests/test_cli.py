@@ -277,7 +277,7 @@ def test_check_reports_every_bad_file_on_its_own_line(
     assert stdout == f"{scenario}: ok (small, 1 producer(s), ~300 requests, <1 MB, <1 s)\n"
     assert err.splitlines() == [
         f"qsim: error: {unknown}: queue.capasity: unknown key; did you mean 'capacity'? "
-        "allowed here: discipline, capacity, overflow, on_expired, lifo_when, aqm, delivery, pollers",
+        "allowed here: discipline, capacity, overflow, on_expired, lifo_when, aqm, delivery, pollers, broker",
         f"qsim: error: {missing}: cannot read the scenario file (No such file or directory); check the path",
     ]
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 import sim
 from sim.cli import main
-from sim.model import autoscale_specs, delivery_specs, policy_specs, schema, specs
+from sim.model import autoscale_specs, broker_specs, delivery_specs, fault_specs, policy_specs, schema, specs
 from sim.output.tables import headline_block
 from tests.helpers import ROOT
 
@@ -179,7 +179,7 @@ def test_links_into_the_modelling_reference_reach_a_section() -> None:
 
 def schema_models() -> list[type[BaseModel]]:
     found: dict[str, type[BaseModel]] = {}
-    for module in (schema, specs, policy_specs, delivery_specs, autoscale_specs):
+    for module in (schema, specs, policy_specs, delivery_specs, autoscale_specs, broker_specs, fault_specs):
         for value in vars(module).values():
             if isinstance(value, type) and issubclass(value, specs.Strict) and value is not specs.Strict:
                 found[value.__name__] = value

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from sim.analysis.brokered import broker_columns, broker_cost, consumer_lag, out_of_order
 from sim.analysis.intervals import Intervals, StepFunction, bucket_edges
 from sim.analysis.pools import mean_consumers, pool_cost, scaling_columns
 from sim.engine.records import AQM, COMPLETED, DROPPED, EXPIRED, IN_SYSTEM, LATE, OUTCOMES, OVERFLOW, REJECTED, Columns
@@ -75,6 +76,8 @@ def timeseries(records: RunRecords, bucket: float, intervals: Intervals | None =
     if records.environments:
         columns["provisioned"] = provisioned(records).bucket_averages(edges, end)
     columns.update(scaling_columns(records, edges, end))
+    if any(records.lag_events):
+        columns["lag"] = consumer_lag(records).bucket_averages(edges, end)
     if len(records.stage_names) > 1:
         lost = (jobs.outcome == REJECTED) | (jobs.outcome == DROPPED) | (jobs.outcome == EXPIRED)
         job_served = (jobs.outcome == COMPLETED) | (jobs.outcome == LATE)
@@ -109,18 +112,25 @@ LABEL_COLUMNS = ("engine",)
 """Text columns that describe the run, not a group of its rows: which engine computed it."""
 
 
+BROKER_ORDER = ("out_of_order",)
+BROKER_BACKLOG = ("max_in_system",)
+"""Columns of scenarios with keys, broker models or faults (:mod:`sim.analysis.brokered`)."""
+
+
 def summary_columns(scenario: Scenario) -> list[str]:
     """The summary's columns, in order (percentiles as the scenario's report asks)."""
     latency = [f"latency_{percentile_column(p)}" for p in latency_percentiles(scenario)]
+    broker = 1 if broker_columns(scenario) else 0
     return [
         *KEY_COLUMNS,
-        "offered", "completed", "late", "expired", "rejected", "dropped", "failed", "dead_lettered", "in_system",
-        "overdue", "dropped_overflow", "dropped_aqm",
-        "attempts", "retries", "throttles", "cold_starts", "duplicates",
+        "offered", "completed", "late", "expired", "rejected", "dropped", "failed", "dead_lettered", "lost",
+        "in_system", "overdue", "dropped_overflow", "dropped_aqm",
+        "attempts", "retries", "throttles", "cold_starts", "duplicates", *BROKER_ORDER[:broker],
         "timeout_rate", "starvation", "throughput", "goodput",
         "latency_mean", *latency,
         "wait_mean", *[f"wait_{percentile_column(p)}" for p in WAIT_PERCENTILES],
-        "wasted_work", "utilization", "mean_queue", "max_queue", "mean_in_system", "mean_consumers", "cost_usd",
+        "wasted_work", "utilization", "mean_queue", "max_queue", "mean_in_system", *BROKER_BACKLOG[:broker],
+        "mean_consumers", "cost_usd",
         "sim_time", "wall_time", *LABEL_COLUMNS,
     ]  # fmt: skip
 
@@ -192,6 +202,12 @@ def _batched_busy(records: RunRecords, view: _View, span: float) -> float:
     return seconds / span
 
 
+def _broker_measures(records: RunRecords, view: _View, begin: float, end: float) -> dict[str, float]:
+    """Out-of-order deliveries per key and the peak backlog (:mod:`sim.analysis.brokered`)."""
+    return {"out_of_order": out_of_order(records.jobs, view.jobs),
+            "max_in_system": view.system().maximum(begin, end)}
+
+
 def _usage(records: RunRecords, scenario: Scenario, view: _View) -> dict[str, float]:
     """Attempts, throttles, cold starts, duplicates and cost of a view's jobs."""
     jobs = records.jobs
@@ -210,10 +226,10 @@ def _usage(records: RunRecords, scenario: Scenario, view: _View) -> dict[str, fl
     prices = scenario.cost
     lambda_stages = np.flatnonzero(np.array(records.stage_priced, dtype=bool))
     lambda_jobs = mask & np.isin(jobs.stage, lambda_stages)
-    priced = bool(len(lambda_stages)) or bool(records.brokered_stages)
+    brokers = broker_cost(records, scenario, mask)
+    priced = bool(len(lambda_stages)) or brokers is not None
     cost = (float(np.sum(usage.invocations[lambda_jobs])) * prices.lambda_request
-            + float(np.sum(usage.gb_seconds[lambda_jobs])) * prices.lambda_gb_second
-            + float(np.sum(usage.sqs_requests[mask])) * prices.sqs_request)
+            + float(np.sum(usage.gb_seconds[lambda_jobs])) * prices.lambda_gb_second + (brokers or 0.0))
     return {
         "attempts": attempts,
         "retries": attempts - offered if view.stage == "all" else 0,
@@ -297,6 +313,7 @@ def summarize(records: RunRecords, scenario: Scenario, replication: int,
             "utilization": busy / view.concurrency,
             **_queue_stats(view.queue(), begin, end),
             "mean_in_system": view.system().average(begin, end),
+            **(_broker_measures(records, view, begin, end) if broker_columns(scenario) else {}),
             **_consumers(records, scenario, view, (begin, end), busy / all_busy if all_busy > 0 else 0.0,
                          usage["cost_usd"]),
             "sim_time": records.end_time,

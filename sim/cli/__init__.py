@@ -1,4 +1,5 @@
-"""The ``qsim`` command: ``run``, ``check``, ``compare``, ``plan`` and ``animate``.
+"""The ``qsim`` command: ``run``, ``check``, ``compare``, ``plan``, ``evaluate`` (:mod:`sim.cli.evaluate`) and
+``animate`` (:mod:`sim.cli.animate`).
 
 Bad input ends with one line on stderr (``qsim: error: <file>: <field>: ...``) and exit
 code 2, never a traceback; nothing is written before the scenario (every sweep point, every
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sim.cli import evaluate
 from sim.cli.animate import animate_scenario
 from sim.cli.arguments import UsageError, parser
 from sim.experiments import budget
@@ -193,6 +195,7 @@ def _check(args: argparse.Namespace) -> int:
     for path in args.scenarios:
         try:
             experiment = load_experiment(path)
+            evaluate.check(path)
             scenarios, replications = [point.scenario for point in experiment.points], starting_replications(experiment)
             if experiment.plan is not None:
                 from sim.experiments.planning import Planner
@@ -303,8 +306,13 @@ def _yaml(text: str | None) -> Any:
     return None if text is None else parse_override(f"value={text}")[1]
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    return evaluate.run(args, evaluate.Helpers(_overrides, _out, _execute, _written))
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"run": _run, "check": _check, "compare": _compare,
-                                                             "plan": _plan, "animate": animate_scenario}
+                                                             "plan": _plan, "evaluate": _evaluate,
+                                                             "animate": animate_scenario}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

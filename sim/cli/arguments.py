@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from sim.about import __version__
+from sim.cli import evaluate
 from sim.model.engines import ENGINES
 from sim.output.replay import MAX_DOTS
 
@@ -86,6 +87,7 @@ def parser() -> argparse.ArgumentParser:
     planning.add_argument("--confidence", type=float, help="one-sided confidence for every target (default 0.95)")
     planning.add_argument("--max-replications", type=int, help="cap when refining a probe near the boundary")
     planning.add_argument("--tolerance", type=float, help="stop bisecting a real-valued field at this width")
+    evaluate.add_parser(commands, [scenario, execution])
     add_animate(commands)
     return parser
 

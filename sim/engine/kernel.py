@@ -114,6 +114,16 @@ class Kernel:
         event.callbacks = [callback]
         heappush(self.heap, (time, priority, next(self.ids), event))
 
+    def defuse(self, event: Reusable) -> Reusable:
+        """Make ``event``, already pushed, do nothing when it fires; return a fresh event for its owner.
+
+        A heap entry cannot be taken out cheaply, so the old event stays in the heap with an empty
+        callbacks list (SimPy calls nothing) and its owner gets a new event to re-arm: a crashed
+        consumer's pending completion is cancelled this way.
+        """
+        event.callbacks = []
+        return Reusable(self, event.owner)
+
     def peek(self) -> float:
         """The time of the next event (infinity when none is left)."""
         return float(self.env.peek())

@@ -20,7 +20,7 @@ from sim.engine.kernel import Handler, Kernel, Reusable
 from sim.engine.records import JobLog
 from sim.engine.routing import Client, Tracker
 from sim.engine.stage import Stage
-from sim.engine.streams import ARRIVALS, PATIENCE, ServiceStreams, stream
+from sim.engine.streams import ARRIVALS, KEYS, PATIENCE, ServiceStreams, stream
 from sim.model.arrivals import Floats
 from sim.model.schema import ProducerSpec, Scenario
 
@@ -37,6 +37,9 @@ class Source:
         "event",
         "handlers",
         "index",
+        "key_draw",
+        "key_rng",
+        "keys",
         "length",
         "patience",
         "patience_rng",
@@ -59,6 +62,10 @@ class Source:
         self.service_rngs = [service_rng(index, stage) for stage in self.targets]
         self.timeout = spec.timeout
         self.patience_rng = stream(seeds, index, PATIENCE)
+        self.key_draw = spec.key.build() if spec.key is not None else None
+        self.key_rng = stream(seeds, index, KEYS)
+        self.keys: list[int] = []
+        """The key of each request of the block; empty when the producer's messages have no key."""
         self.times: list[float] = []
         self.demands: list[list[float]] = []
         """Per target stage, the service demand of each request of the block."""
@@ -86,6 +93,8 @@ class Source:
             self.patience = [self.timeout] * size
         else:
             self.patience = self.timeout.build().sample(self.patience_rng, size).tolist()
+        if self.key_draw is not None:
+            self.keys = self.key_draw.sample(self.key_rng, size).tolist()
         self.position = 0
         self.length = size
         return True
@@ -144,10 +153,34 @@ def direct_arrivals(kernel: Kernel, jobs: JobLog, stage: Stage,
     return on_arrival, lambda: count
 
 
+def keyed_arrivals(kernel: Kernel, jobs: JobLog, stage: Stage) -> tuple[Handler, Callable[[], int]]:
+    """The arrival handler of a single-stage scenario whose messages carry keys (not the hot path of plain runs)."""
+    arrival, deadline, service, producer, key = jobs.arrival, jobs.deadline, jobs.service, jobs.producer, jobs.key
+    admit = stage.admit
+    count = 0
+
+    def accept(source: Source, position: int, now: float) -> None:
+        nonlocal count
+        job = count
+        count += 1
+        if job == jobs.allocated:
+            jobs.grow()
+        arrival[job] = now
+        service[job] = source.services[position]
+        producer[job] = source.index
+        if source.patience:
+            deadline[job] = now + source.patience[position]
+        key[job] = source.keys[position] if source.keys else -1
+        admit(job, now)
+
+    return _arrivals(kernel, accept), lambda: count
+
+
 def client_arrivals(kernel: Kernel, client: Client) -> Handler:
     """The arrival handler when producers retry: each request's first attempt."""
 
     def accept(source: Source, position: int, now: float) -> None:
+        client.next_key = source.keys[position] if source.keys else -1
         client.start(source.index, now, source.patience[position] if source.patience else math.inf,
                      source.services[position])
 
@@ -159,6 +192,7 @@ def routed_arrivals(kernel: Kernel, router: Tracker) -> Handler:
 
     def accept(source: Source, position: int, now: float) -> None:
         deadline = now + source.patience[position] if source.patience else math.inf
+        router.next_key = source.keys[position] if source.keys else -1
         rid = router.new_request(source.index, now, deadline, len(source.targets))
         for offset, stage in enumerate(source.targets):
             job = router.new_job(rid, stage, source.index, now, deadline, source.demands[offset][position])

@@ -27,6 +27,7 @@ from simpy.events import NORMAL
 from sim.engine.aqm import Codel, EarlyDrop, FailAtScale, HeadDrop, Proportional, Red
 from sim.engine.autoscaled import AutoscaledPool, attach
 from sim.engine.consumers import Execution, FixedPool, Pool, ServerlessPool, Slot
+from sim.engine.faults import QueueFaults
 from sim.engine.kernel import Handler, Kernel, Reusable
 from sim.engine.queues import Queue, queue_for
 from sim.engine.records import (
@@ -105,6 +106,8 @@ def wire(kernel: Kernel, spec: StageSpec, log: JobLog, *, pool: Pool, execution:
     admit = _admitter(wiring, settle, begin, _scaler(wiring, take, begin))
     stage = Stage(spec.name, pool.cap, admit, pool, queue.__len__, lambda: pool.busy, spec.consumers.priced)
     stage.oldest_live = lambda: oldest_in_system(log, index if log.routed else None)
+    if isinstance(pool, FixedPool):
+        stage.faults = QueueFaults(kernel, pool, stage, settle, take, begin)  # crashes (sim.engine.faults)
     return stage
 
 

@@ -28,8 +28,11 @@ job ``cold_starts``, ``gb_seconds``,   :mod:`~sim.engine.queue_stage` (start ste
 ``invocations``                        :mod:`~sim.engine.broker` (invoke)
 job ``throttles``                      :mod:`~sim.engine.queue_stage` (admit: a direct invocation
                                        finds no environment); :mod:`~sim.engine.broker` (receive)
-job ``receives``, ``duplicates``,      :mod:`~sim.engine.broker`
-``sqs_requests``
+job ``receives``, ``duplicates``,      :mod:`~sim.engine.broker`; the broker models of
+``sqs_requests``                       :mod:`sim.engine.brokers` (``start``, ``finish``, ``outcome``,
+                                       ``reason``, usage too, through :mod:`~sim.engine.brokers.base`)
+job ``key``                            :mod:`~sim.engine.producers` (single stage);
+                                       :class:`~sim.engine.routing.Tracker` ``new_job``
 request ``producer``, ``arrival``,     :class:`~sim.engine.routing.Tracker` ``new_request``;
 ``deadline``, ``pending``              ``deadline`` again per attempt by the ``Client``,
                                        ``pending`` per fan-out by the ``Router``
@@ -40,7 +43,7 @@ usage
 :class:`RunRecords`                    :func:`sim.engine.simulation.simulate` at the end of the
                                        run; ``environments`` from the pools
                                        (:mod:`~sim.engine.consumers`), ``invocations`` from the
-                                       broker, ``scaling`` from autoscaled pools
+                                       brokers, ``scaling`` from autoscaled pools
                                        (:mod:`~sim.engine.autoscaled`)
 =====================================  ==========================================================
 """
@@ -60,15 +63,20 @@ from sim.engine.tally import Tally
 __all__ = ["CHUNK", "Columns", "JobLog", "RequestLog", "RunRecords", "Usage"]
 
 #: Outcome codes, in the order of :data:`OUTCOMES`. ``IN_SYSTEM`` (0) is the default, so a
-#: request nobody finished is reported as still in the system when the run ends.
-IN_SYSTEM, COMPLETED, LATE, EXPIRED, REJECTED, DROPPED, FAILED, DEAD_LETTERED = range(8)
-OUTCOMES = ("in_system", "completed", "late", "expired", "rejected", "dropped", "failed", "dead_lettered")
+#: request nobody finished is reported as still in the system when the run ends. ``LOST`` is an
+#: at-most-once loss: a broker that forgot the message (a pub/sub subscriber that was down).
+IN_SYSTEM, COMPLETED, LATE, EXPIRED, REJECTED, DROPPED, FAILED, DEAD_LETTERED, LOST = range(9)
+OUTCOMES = ("in_system", "completed", "late", "expired", "rejected", "dropped", "failed", "dead_lettered", "lost")
 
-#: Why a job ended as it did: dropped because of ``OVERFLOW`` (evicted by drop-oldest), ``AQM``
-#: (early drop) or ``RETENTION`` (too old in a broker); rejected because of a ``THROTTLE`` (no
-#: environment and no scaling allowance); failed because of a function ``ERROR`` or ``TIMEOUT``.
-NO_REASON, OVERFLOW, AQM, THROTTLE, ERROR, TIMEOUT, RETENTION = range(7)
-REASONS = ("", "overflow", "aqm", "throttle", "error", "timeout", "retention")
+#: Why a job ended as it did: dropped because of ``OVERFLOW`` (evicted by drop-oldest or a length
+#: limit), ``AQM`` (early drop), ``RETENTION`` (too old in a broker) or ``TTL`` (a message time-to-live);
+#: rejected because of a ``THROTTLE`` (no environment, no scaling allowance, or a broker's API quota)
+#: or an ``OUTAGE`` (the broker was down); failed because of a function ``ERROR`` or ``TIMEOUT``, or a
+#: consumer ``CRASH`` (its in-flight work lost); lost because the subscriber was ``DISCONNECTED`` or
+#: crashed (``CRASH``).
+NO_REASON, OVERFLOW, AQM, THROTTLE, ERROR, TIMEOUT, RETENTION, CRASH, OUTAGE, DISCONNECTED, TTL = range(11)
+REASONS = ("", "overflow", "aqm", "throttle", "error", "timeout", "retention", "crash", "outage", "disconnected",
+           "ttl")
 
 Floats = NDArray[np.float64]
 Small = NDArray[np.int8]
@@ -132,12 +140,14 @@ class JobLog:
     """Columns indexed by job id (the order jobs were created). NaN marks a time that did not happen.
 
     ``routed`` adds the stage and request of each job (several stages, or retries);
-    ``metered`` adds the usage columns (scaling, broker delivery, failures, retries, prices).
+    ``metered`` adds the usage columns (scaling, broker delivery, failures, retries, prices);
+    ``keyed`` adds each message's ``key`` (-1: none), for producers with ``key``.
     Columns live in a :class:`~sim.engine.rows.Store`; ``allocated`` rows are ready to be written,
     and ``folding`` (streaming statistics) is called before more are made ready.
     """
 
-    def __init__(self, routed: bool, metered: bool = False, expected_rows: float = math.inf) -> None:
+    def __init__(self, routed: bool, metered: bool = False, expected_rows: float = math.inf,
+                 keyed: bool = False) -> None:
         self.store = store = Store(expected_rows)
         self.allocated = 0
         self.folding: Folding | None = None
@@ -153,6 +163,8 @@ class JobLog:
         self.reason: IntColumn = store.column("b")
         self._routed = routed
         self.metered = metered
+        self.keyed = keyed
+        self.key: IntColumn = store.column("q", -1) if keyed else array("q")
         self.stage: IntColumn = store.column("b") if routed else array("b")
         self.request: IntColumn = store.column("q") if routed else array("q")
         usage: IntColumn | FloatColumn
@@ -192,6 +204,7 @@ class JobLog:
             request=take(self.request, count) if routed else np.arange(count, dtype=np.int64),
             usage=Usage(**{name: take(getattr(self, name), count) for name in Usage.names()})
             if self.metered else None,
+            key=take(self.key, count) if self.keyed else None,
         )  # fmt: skip
         self.store.close()
         return columns
@@ -282,6 +295,8 @@ class Columns:
     request: NDArray[np.int64]
     usage: Usage | None = None
     """Present when the scenario meters usage (scaling, delivery, failures, retries)."""
+    key: NDArray[np.int64] | None = None
+    """Each message's key (-1: none), when a producer draws keys (jobs only; requests have none)."""
     job: NDArray[np.int64] | None = None
     """Each job row's id, when the rows are a sample of the jobs (``report.requests: sample N``)."""
 
@@ -332,6 +347,8 @@ class RunRecords:
     """Per brokered stage, start and end of each invocation (busy time is counted from these)."""
     engine: str = "simpy"
     """Which engine produced the records: ``simpy`` or ``compiled``."""
+    lag_events: tuple[tuple[list[float], list[float], list[int]] | None, ...] = ()
+    """Per stage with a log (Kafka): append times, commit times and the records each commit covered."""
     tally: Tally | None = None
     """Streaming statistics, when the run did not keep every request (``report.requests``); then
     ``columns`` holds only the kept sample (or nothing)."""

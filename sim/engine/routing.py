@@ -15,6 +15,7 @@ each job ended (:class:`~sim.engine.stage.Listener`):
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable
 from typing import cast
 
@@ -50,6 +51,10 @@ class Tracker(Listener):
         self.stages: list[Stage] = []
         self.job_count = 0
         self.request_count = 0
+        self.next_key = -1
+        """The key of the next request (set by the arrival handler; -1: none)."""
+        self.request_keys = array("q")
+        """Each request's key, when the job log keeps keys: every job of a request carries it."""
 
     def jobs_created(self) -> int:
         return self.job_count
@@ -74,6 +79,8 @@ class Tracker(Listener):
         log.arrival[rid] = now
         log.deadline[rid] = deadline
         log.pending[rid] = branches
+        if self.jobs.keyed:
+            self.request_keys.append(self.next_key)
         return rid
 
     def new_job(self, rid: int, stage: int, producer: int, now: float, deadline: float, service: float) -> int:
@@ -88,6 +95,8 @@ class Tracker(Listener):
         log.arrival[job] = now
         log.deadline[job] = deadline
         log.service[job] = service
+        if log.keyed:
+            log.key[job] = self.request_keys[rid]
         return job
 
 

@@ -25,11 +25,13 @@ import numpy as np
 
 from sim.engine import broker, queue_stage
 from sim.engine.autoscaled import AutoscaledPool
+from sim.engine.brokers import wiring as brokers
 from sim.engine.consumers import Execution, Pool, build_pool
+from sim.engine.faults import schedule_faults
 from sim.engine.folding import Folder
 from sim.engine.kept import Kept
 from sim.engine.kernel import Handler, Kernel, Reusable
-from sim.engine.producers import client_arrivals, direct_arrivals, routed_arrivals, start_producers
+from sim.engine.producers import client_arrivals, direct_arrivals, keyed_arrivals, routed_arrivals, start_producers
 from sim.engine.records import JobLog, RequestLog, RunRecords, resolved_share
 from sim.engine.routing import Client, Router, Tracker
 from sim.engine.stage import Listener, Stage
@@ -45,6 +47,7 @@ from sim.engine.streams import (
     stream,
 )
 from sim.model.distributions import Sampler
+from sim.model.fault_specs import slowdowns_of
 from sim.model.keeping import expected_rows, requests_kept
 from sim.model.schema import ProducerSpec, Scenario, StageSpec
 
@@ -81,6 +84,8 @@ def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: ClockC
         wired.folder = Folder(scenario, kernel, wired.jobs, wired.stages, wired.tracker, wired.job_count,
                               Kept(kept, seeds, wired.tracker is not None, wired.jobs.metered))
     horizon = start_producers(kernel, scenario, seeds, wired.service_rng, wired.on_arrival)
+    if scenario.faults:
+        schedule_faults(kernel, scenario, wired.stages, seeds, horizon)
     collecting = gc.isenabled()
     gc.disable()  # the run allocates millions of small acyclic tuples; scanning them for cycles is wasted time
     try:
@@ -94,13 +99,14 @@ def simulate(scenario: Scenario, seeds: np.random.SeedSequence, progress: ClockC
 
 def _wire(kernel: Kernel, scenario: Scenario, seeds: np.random.SeedSequence) -> _Wired:
     """Build the job log, the request tracker if any, every stage and the arrival handler."""
-    specs = scenario.stage_list
+    specs = [_with_slow_periods(scenario, index, spec) for index, spec in enumerate(scenario.stage_list)]
     names = [p.name for p in scenario.producers]
     retrying = any(p.retry is not None for p in scenario.producers)
     routed = retrying or len(specs) > 1 or any(len(scenario.entry_stages(p)) > 1 for p in scenario.producers)
     metered = retrying or any(_metered(spec) for spec in specs) or any(p.failure for p in scenario.producers)
+    keyed = any(p.key is not None for p in scenario.producers)
     rows = expected_rows(scenario)
-    jobs = JobLog(routed, metered=metered, expected_rows=rows)
+    jobs = JobLog(routed, metered=metered, expected_rows=rows, keyed=keyed)
     service_rng = service_streams(seeds)
     streaming = requests_kept(scenario).kept is not None
     tracker = _tracker(kernel, scenario, seeds, jobs, service_rng, RequestLog(streaming, rows)) if routed else None
@@ -114,6 +120,8 @@ def _wire(kernel: Kernel, scenario: Scenario, seeds: np.random.SeedSequence) -> 
         on_arrival, job_count = client_arrivals(kernel, tracker), tracker.jobs_created
     elif tracker is not None:
         on_arrival, job_count = routed_arrivals(kernel, tracker), tracker.jobs_created
+    elif keyed:
+        on_arrival, job_count = keyed_arrivals(kernel, jobs, stages[0])
     else:
         on_arrival, job_count = direct_arrivals(kernel, jobs, stages[0], len(names) > 1)
     if tracker is not None:
@@ -155,6 +163,7 @@ def _records(scenario: Scenario, wired: _Wired, wall_start: float) -> RunRecords
         stage_priced=tuple(stage.priced for stage in stages),
         stage_memory_gb=tuple(spec.consumers.memory_gb for spec in scenario.stage_list),
         invocations=tuple(stage.invocations for stage in stages),
+        lag_events=tuple(stage.lag_events() if stage.lag_events is not None else None for stage in stages),
         scaling=tuple(stage.pool.trace() if isinstance(stage.pool, AutoscaledPool) else None for stage in stages),
         tally=tally,
     )
@@ -178,15 +187,26 @@ def wire_stage(kernel: Kernel, spec: StageSpec, log: JobLog, *, levels: list[int
     execution = Execution(spec.consumers, streams.failure, producer_failure)
     if spec.queue.delivery is not None:
         return broker.wire(kernel, spec, log, pool=pool, execution=execution, listener=listener)
+    if spec.queue.broker is not None:
+        return brokers.wire(kernel, spec, log, pool=pool, execution=execution, listener=listener, hops=streams.hops)
     return queue_stage.wire(kernel, spec, log, pool=pool, execution=execution, levels=levels,
                             producer_names=producer_names, aqm_rng=streams.aqm, listener=listener, index=index)
 
 
 def _metered(spec: StageSpec) -> bool:
     """Whether a stage needs the usage columns (anything beyond a plain worker pool)."""
-    consumers = spec.consumers
-    return (consumers.priced or spec.queue.delivery is not None or consumers.failure is not None
-            or consumers.timeout is not None or bool(consumers.slowdowns))
+    consumers, queue = spec.consumers, spec.queue
+    return (consumers.priced or queue.delivery is not None or queue.broker is not None
+            or consumers.failure is not None or consumers.timeout is not None or bool(consumers.slowdowns))
+
+
+def _with_slow_periods(scenario: Scenario, index: int, spec: StageSpec) -> StageSpec:
+    """The stage with the timeline's ``slowdown`` faults added to its consumers' slowdowns."""
+    slow = slowdowns_of(scenario.faults, index, [stage.name for stage in scenario.stage_list])
+    if not slow:
+        return spec
+    consumers = spec.consumers.model_copy(update={"slowdowns": [*spec.consumers.slowdowns, *slow]})
+    return spec.model_copy(update={"consumers": consumers})
 
 
 def _tracker(kernel: Kernel, scenario: Scenario, seeds: np.random.SeedSequence, jobs: JobLog,

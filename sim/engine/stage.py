@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from sim.engine.consumers import Pool
 
@@ -69,7 +70,32 @@ class Stage:
     visible, in flight or being processed), or :data:`NO_LIVE_JOB` when it holds none. Streaming
     statistics fold and free only the rows below every stage's oldest live job; the default (0)
     keeps every row."""
+    faults: Faultable | None = None
+    """What the faults timeline acts on (consumer crashes, broker outages); None: faults pass it by."""
+    lag_events: Callable[[], LagEvents] | None = None
+    """A log's consumer lag (Kafka): when records were appended, when offsets were committed and how many."""
+
+
+LagEvents = tuple[list[float], list[float], list[int]]
+"""(append times, commit times, records each commit covered): lag = appended - committed."""
 
 
 NO_LIVE_JOB = 2**62
 """What :attr:`Stage.oldest_live` returns when the stage holds no job at all."""
+
+
+class Faultable(Protocol):
+    """A stage the faults timeline can hit (:mod:`sim.engine.faults`): its consumers crash and restart,
+    its broker goes down and comes back."""
+
+    def alive(self) -> list[int]:
+        """The consumers that are up, by number."""
+        ...
+
+    def crash(self, indexes: list[int], now: float) -> None: ...
+
+    def restart(self, indexes: list[int], now: float) -> None: ...
+
+    def broker_down(self, now: float) -> None: ...
+
+    def broker_up(self, now: float) -> None: ...

@@ -18,13 +18,18 @@ import numpy as np
 from sim.model.distributions import Sampler, Uniform
 
 # Roles of a producer's streams: ``(producer, ROLE, ...)``.
-ARRIVALS, SERVICE, PATIENCE, RETRIES = range(4)
+ARRIVALS, SERVICE, PATIENCE, RETRIES, KEYS = range(5)
 # Roles of a stage's streams: ``(STAGE_STREAMS + stage, ROLE)``; the bare key is the AQM stream.
 COLD_STARTS, FAILURES = range(1, 3)
 SAMPLE_STREAM = 999_999
 """Spawn key of the stream that picks the kept sample of requests (``report.requests: sample N``)."""
 STAGE_STREAMS = 1_000_000
 """Spawn-key namespace for stage-owned streams (AQM drop decisions): ``(STAGE_STREAMS + stage,)``."""
+FAULT_STREAMS = 2_000_000
+"""Spawn-key namespace for the faults timeline: ``(FAULT_STREAMS + fault,)`` draws that fault's crash
+times and victims, so every broker model (and a direct call) sees the same fault schedule."""
+BROKER_STREAMS = 3_000_000
+"""Spawn-key namespace for a broker's own draws (publish and delivery hops): ``(BROKER_STREAMS + stage, hop)``."""
 
 
 def replication_seeds(seed: int, replication: int) -> np.random.SeedSequence:
@@ -45,18 +50,21 @@ def uniform_stream(rng: np.random.Generator) -> Sampler:
 
 @dataclass(frozen=True)
 class StageStreams:
-    """The random streams a stage owns: early drops, cold starts, errors."""
+    """The random streams a stage owns: early drops, cold starts, errors, broker hops."""
 
     aqm: np.random.Generator
     cold_start: np.random.Generator
     failure: np.random.Generator
+    hops: tuple[np.random.Generator, np.random.Generator]
+    """A broker's publish and delivery hop times (``queue.broker.latency``)."""
 
 
 def stage_streams(seeds: np.random.SeedSequence, index: int) -> StageStreams:
     """The streams of stage ``index``."""
     base = STAGE_STREAMS + index
+    hops = (stream(seeds, BROKER_STREAMS + index, 0), stream(seeds, BROKER_STREAMS + index, 1))
     return StageStreams(aqm=stream(seeds, base), cold_start=stream(seeds, base, COLD_STARTS),
-                        failure=stream(seeds, base, FAILURES))
+                        failure=stream(seeds, base, FAILURES), hops=hops)
 
 
 ServiceStreams = Callable[[int, int], np.random.Generator]

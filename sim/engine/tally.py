@@ -45,9 +45,11 @@ BINS = MAX_INDEX - MIN_INDEX + 2
 OFFERED, SERVED, DROPPED_OVERFLOW, DROPPED_AQM, OVERDUE = range(5)
 OUTCOME_BASE = 5
 """``counts[view, OUTCOME_BASE + code]`` counts outcome ``code`` (sim.engine.records.OUTCOMES)."""
-ATTEMPTS, THROTTLES, COLD_STARTS, DUPLICATES = range(OUTCOME_BASE + 8, OUTCOME_BASE + 12)
-"""Usage, summed over the view's jobs (``ATTEMPTS``: jobs of all requests / a producer's requests)."""
-COUNTS = OUTCOME_BASE + 12
+ATTEMPTS, THROTTLES, COLD_STARTS, DUPLICATES = range(OUTCOME_BASE + 9, OUTCOME_BASE + 13)
+"""Usage, summed over the view's jobs (``ATTEMPTS``: jobs of all requests / a producer's requests).
+The 9 counts before them are one per outcome code (``len(sim.engine.records.OUTCOMES)``; records
+imports this module, so not by name)."""
+COUNTS = OUTCOME_BASE + 13
 # ... sums (the three areas follow the order of QUEUE, BUSY, SYSTEM) ...
 LATENCY_SUM, WAIT_SUM, WASTED, QUEUE_AREA, BUSY_AREA, SYSTEM_AREA, QUEUE_PEAK = range(7)
 LAMBDA_INVOCATIONS, LAMBDA_GB_SECONDS, SQS_REQUESTS, BATCHED_SECONDS = range(7, 11)

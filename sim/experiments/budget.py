@@ -18,11 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sim.engine.choice import engine_for
 from sim.experiments.executors import cpu_count
 from sim.experiments.planning import DEFAULT_START, DEFAULT_STEPS
 from sim.experiments.sweep import Experiment, build_point, is_number
 from sim.experiments.targets import PlanSpec
 from sim.model.errors import ScenarioError
+from sim.model.keeping import requests_kept
 from sim.model.schema import Scenario
 from sim.model.workload import Workload, workload
 
@@ -46,6 +48,11 @@ CLIENT_ATTEMPT = UnitCost(bytes=320, per_second=20_000)
 second, down to ~15,000 in a retry storm, where deadlines and backoff timers add events)."""
 RECEIVE = UnitCost(bytes=350, per_second=20_000)
 """A receive of a message by broker delivery (measured: ~330 B, ~34,000 per second)."""
+COMPILED_JOB = UnitCost(bytes=150, per_second=1_000_000)
+"""A request's visit to a stage in the compiled engine (measured: 1.5 M per second streamed on a
+loaded 2-core machine, M/M/1; set lower to stay on the safe side)."""
+STREAMED_BYTES = 64 * 2**20
+"""A streamed run's fixed memory: the tally's time series and sketches, and the rows of two chunks."""
 REQUEST_ROWS_PER_SECOND = 25_000
 """Rows of ``requests.csv.gz`` (the first run's requests) written per second."""
 
@@ -125,12 +132,21 @@ def _duration(seconds: float) -> str:
     return f"~{seconds:.0f} s"
 
 
-def _run_cost(counts: Workload) -> tuple[float, float]:
-    """Bytes kept and seconds taken by one run with these counts."""
+def _run_cost(counts: Workload, scenario: Scenario) -> tuple[float, float]:
+    """Bytes kept and seconds taken by one run with these counts.
+
+    A streamed run (``report.requests`` none or a sample) keeps only the rows of requests still in
+    the system (at worst the backlog) and its sample; the compiled engine is far faster per job.
+    """
     plain = counts.jobs - counts.client_attempts
-    memory = plain * JOB.bytes + counts.client_attempts * CLIENT_ATTEMPT.bytes + counts.receives * RECEIVE.bytes
-    time = (plain / JOB.per_second + counts.client_attempts / CLIENT_ATTEMPT.per_second
+    job = COMPILED_JOB if engine_for(scenario) == "compiled" else JOB
+    memory = plain * job.bytes + counts.client_attempts * CLIENT_ATTEMPT.bytes + counts.receives * RECEIVE.bytes
+    time = (plain / job.per_second + counts.client_attempts / CLIENT_ATTEMPT.per_second
             + counts.receives / RECEIVE.per_second)
+    kept = requests_kept(scenario).kept
+    if kept is not None:
+        live = counts.backlog + kept
+        memory = min(memory, STREAMED_BYTES + live * CLIENT_ATTEMPT.bytes)
     return memory, time
 
 
@@ -141,10 +157,12 @@ def estimate(scenarios: Sequence[Scenario], replications: int, workers: int | No
     ``workers`` as ``--workers`` takes it (``None``: one per core); ``remote`` when the runs
     happen on a cluster (only the first run is redone here, for its requests).
     """
-    costs = [(_run_cost(counts), counts) for counts in (workload(scenario) for scenario in scenarios)]
+    costs = [(_run_cost(workload(scenario), scenario), workload(scenario)) for scenario in scenarios]
     (run_bytes, _), largest = max(costs, key=lambda item: item[0][0])
     runs = len(scenarios) * replications
-    seconds = sum(time for (_, time), _ in costs) * replications + largest.requests / REQUEST_ROWS_PER_SECOND
+    kept = [requests_kept(scenario).kept for scenario in scenarios]
+    rows = largest.requests if None in kept else max(k or 0 for k in kept)  # the first run's rows, written
+    seconds = sum(time for (_, time), _ in costs) * replications + rows / REQUEST_ROWS_PER_SECOND
     parallel = 0 if remote else min(cpu_count() if workers is None else workers, runs)
     if parallel <= 1:  # in this process: the first run is kept (for its requests) beside the current one
         peak = BASE_BYTES + run_bytes * min(runs, 2)
@@ -233,5 +251,5 @@ def plan_work(experiment: Experiment, spec: PlanSpec) -> tuple[list[Scenario], i
         integer = all(isinstance(value, int) for value in values)
         width = 1.0 if integer else (spec.tolerance or span / DEFAULT_STEPS)
         steps = math.ceil(math.log2(max(2.0, span / width)))
-    dearer = max(ends, key=lambda point: _run_cost(workload(point.scenario))[0]).scenario
+    dearer = max(ends, key=lambda point: _run_cost(workload(point.scenario), point.scenario)[0]).scenario
     return [point.scenario for point in ends] + [dearer] * steps, replications

@@ -89,6 +89,8 @@ def requests_frame(records: RunRecords, producer_names: list[str]) -> pd.DataFra
     """
     c = records.columns
     frame = _common_columns(c, producer_names, "request", c.request)
+    if c.key is not None:
+        frame["key"] = c.key  # the message's key (-1: none), with producers that draw keys
     if c.usage is not None:
         own_job = records.columns is records.jobs
         frame["attempts"] = np.ones(len(c), dtype=np.int64) if own_job else c.usage.attempt

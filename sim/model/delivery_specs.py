@@ -167,6 +167,10 @@ class CostSpec(Strict):
     lambda_request: Annotated[Number, Field(ge=0)] = 0.20 / 1_000_000
     lambda_gb_second: Annotated[Number, Field(ge=0)] = 0.0000166667
     sqs_request: Annotated[Number, Field(ge=0)] = 0.40 / 1_000_000
+    sqs_fifo_request: Annotated[Number, Field(ge=0)] = 0.50 / 1_000_000
+    """queue.broker kind sqs-fifo: per API call (send, receive, delete)."""
+    pubsub_tib: Annotated[Number, Field(ge=0)] = 40.0
+    """queue.broker kind gcp-pubsub: per TiB of throughput (published plus delivered bytes)."""
 
 
 def check_timeout_retry(retry: RetrySpec | None, timeout: object, where: tuple[str | int, ...]) -> None:

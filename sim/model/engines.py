@@ -20,11 +20,14 @@ def compiled_unsupported(scenario: Scenario) -> str | None:
     """The first feature of ``scenario`` the compiled engine does not model (a field path), or None."""
     if scenario.stages is not None and len(scenario.stages) > 1:
         return "stages (more than one)"
+    if scenario.faults:
+        return "faults"
     prefix = "stages.0." if scenario.stages is not None else ""
     stage = scenario.stage_list[0]
     consumers = stage.consumers
     features = (
-        ("queue.delivery", stage.queue.delivery), ("consumers.scaling", consumers.scaling),
+        ("queue.delivery", stage.queue.delivery), ("queue.broker", stage.queue.broker),
+        ("consumers.scaling", consumers.scaling),
         ("consumers.memory_mb", consumers.memory_mb), ("consumers.timeout", consumers.timeout),
         ("consumers.failure", consumers.failure), ("consumers.slowdowns", consumers.slowdowns),
         ("consumers.autoscale", consumers.autoscale),
@@ -37,4 +40,6 @@ def compiled_unsupported(scenario: Scenario) -> str | None:
             return f"producers.{index}.retry"
         if producer.failure is not None:
             return f"producers.{index}.failure"
+        if producer.key is not None:
+            return f"producers.{index}.key"
     return None

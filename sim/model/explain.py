@@ -17,7 +17,9 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from sim.model.broker_specs import BROKER_KINDS
 from sim.model.errors import MISSING, UNSHOWN, FieldError, describe, one_of
+from sim.model.fault_specs import FAULT_KINDS
 from sim.model.specs import BLOCKS, DISTRIBUTIONS, NAME_PATTERN, PROCESSES
 
 #: What a required key holds, for "missing" messages, by the key's name.
@@ -156,6 +158,8 @@ def format_validation_error(
         key = str(ctx.get("discriminator", "")).strip("'")
         allowed = _KINDS.get(key) or re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
         if kind == "union_tag_not_found":
+            if not allowed and key == "kind":  # a broker or a fault (both say what they are with kind:)
+                allowed = list(FAULT_KINDS if "faults" in path else BROKER_KINDS)
             return f"{where}: {field}.{key}: missing; say which {key} this is, one of: {', '.join(allowed)}"
         return f"{where}: {field}.{key}: got {describe(ctx.get('tag'))}; {one_of(ctx.get('tag'), allowed)}"
     if isinstance(cause, FieldError):

@@ -2,7 +2,8 @@
 
 Keeping a row per request (and per job: a stage visit or a client's attempt) costs ~100 bytes
 each, so a run of 100 M requests would need ~10 GB. ``report.requests: auto`` (the default) keeps
-every row when the run is expected to write at most :data:`ROWS_KEPT_UP_TO` of them, and
+every row when the run is expected to write at most :data:`ROWS_KEPT_UP_TO` of them (or when the
+scenario uses what streaming does not cover yet: broker models, faults, message keys), and
 otherwise streams (``none``): the summary and time series then come from accumulators folded as
 the run goes (:mod:`sim.engine.tally`). The decision depends on the scenario only, never on the
 machine, so a scenario gives the same numbers everywhere.
@@ -95,7 +96,7 @@ def expected_rows(scenario: Scenario) -> float:
 def requests_kept(scenario: Scenario) -> Keeping:
     """What a run of ``scenario`` keeps of its requests (``report.requests``, with ``auto`` decided)."""
     asked = scenario.report.requests
-    if asked != "auto":
+    if asked != "auto" or scenario.streaming_unsupported:
         return Keeping(scenario.report.kept)
     rows = expected_rows(scenario)
     if rows <= ROWS_KEPT_UP_TO:

@@ -17,7 +17,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 
 from sim.model import distributions
+from sim.model.broker_specs import KeySpec
 from sim.model.delivery_specs import CostSpec, FailureSpec, RetrySpec, check_timeout_retry
+from sim.model.fault_specs import FaultSpec, StageFacts, check_faults
 from sim.model.policy_specs import AQM_POLICIES, CodelSpec, FailAtScaleSpec, LifoWhenSpec, ProportionalSpec, RedSpec
 from sim.model.specs import (
     DISTRIBUTIONS,
@@ -63,10 +65,11 @@ __all__ = [
     "percentile_column",
 ]  # fmt: skip
 
-EXPERIMENT_KEYS = ("sweep", "precision", "plan")
+EXPERIMENT_KEYS = ("sweep", "precision", "plan", "evaluate")
 """Experiment-level keys: they say how to run a scenario (a grid of points, a stopping rule, a
-capacity plan), not what it is, so they are not fields of :class:`Scenario`. They are set
-aside before the scenario is validated; :mod:`sim.experiments.sweep` reads them."""
+capacity plan, the brokers ``qsim evaluate`` compares), not what it is, so they are not fields of
+:class:`Scenario`. They are set aside before the scenario is validated; :mod:`sim.experiments.sweep`
+(and :mod:`sim.experiments.evaluate`) reads them."""
 
 
 # --- the blocks of a scenario ---------------------------------------------------------------
@@ -85,6 +88,8 @@ class ProducerSpec(Strict):
     retry: RetrySpec | None = None
     failure: FailureSpec | None = None
     """Its requests' processing also fails with this probability (1.0: poison messages that always fail)."""
+    key: KeySpec | None = None
+    """Message keys (Kafka partitions, FIFO message groups, ordering keys); none: messages have no key."""
 
     @property
     def targets(self) -> list[str] | None:
@@ -160,6 +165,8 @@ class Scenario(Strict):
     cost: CostSpec = CostSpec()
     engine: Literal["auto", "simpy", "compiled"] = "auto"
     """Which engine runs it (``sim.model.engines``): both give the same records, request for request."""
+    faults: list[FaultSpec] = Field(default_factory=list)
+    """The faults timeline (``sim.model.fault_specs``): crashes, outages, slow periods."""
 
     _raw: dict[str, Any] = PrivateAttr(default_factory=dict)
     _source: Path | None = PrivateAttr(default=None)
@@ -196,8 +203,27 @@ class Scenario(Strict):
                 ("warmup",),
                 self.warmup,
             )
+        facts = [StageFacts(stage.name, stage.consumers.concurrency,
+                            stage.consumers.scaling is not None or stage.consumers.autoscale is not None,
+                            stage.queue.delivery is not None) for stage in self._stages]
+        check_faults(self.faults, facts, self.until)
         self._check_percentiles()
+        if self.report.kept is not None and self.streaming_unsupported:
+            raise FieldError(f"streaming statistics do not cover {self.streaming_unsupported} yet (their order, lag "
+                             "and loss measures need every row); use report.requests: all (or auto)",
+                             ("report", "requests"), self.report.requests)
         return self
+
+    @property
+    def streaming_unsupported(self) -> str | None:
+        """What in this scenario needs every request's row (``report.requests: all``), or None."""
+        if any(stage.queue.broker is not None for stage in self._stages):
+            return "broker models (queue.broker)"
+        if self.faults:
+            return "the faults timeline"
+        if any(producer.key is not None for producer in self.producers):
+            return "message keys (a producer's key)"
+        return None
 
     def _check_percentiles(self) -> None:
         """Each percentile names its own column: 99.9 and 9.99 would both be ``latency_p999``."""

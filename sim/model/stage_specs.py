@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from sim.model.autoscale_specs import AutoscaleSpec, check_autoscaled_pool, check_autoscaled_stage
+from sim.model.broker_specs import BrokerSpec, check_broker_queue
 from sim.model.delivery_specs import (
     BatchSpec,
     DeliverySpec,
@@ -36,9 +37,13 @@ class QueueSpec(Strict):
     delivery: DeliverySpec | None = None
     """SQS-like broker delivery; omitted: consumers take requests straight from the queue."""
     pollers: PollersSpec | None = None
+    broker: BrokerSpec | None = None
+    """A broker model (``sim.model.broker_specs``): sqs, sqs-fifo, kafka, rabbitmq, redis-pubsub, gcp-pubsub."""
 
     @model_validator(mode="after")
     def _policies_fit(self) -> QueueSpec:
+        check_broker_queue(self.broker, self.discipline, self.capacity, self.overflow, self.on_expired, self.aqm,
+                           self.delivery)
         if self.delivery is not None:
             if self.discipline != "fifo":
                 raise FieldError("broker delivery hands out messages oldest first; use discipline: fifo",
@@ -124,6 +129,12 @@ def check_stage(stage: StageSpec, where: tuple[str | int, ...]) -> None:
                          "(e.g. {visibility_timeout: 30s}) or remove batch",
                          (*where, "consumers", "batch"), stage.consumers.batch.model_dump())
     check_autoscaled_stage(stage.consumers.autoscale, stage.queue.pollers, where)
+    consumers = stage.consumers
+    if stage.queue.broker is not None and (consumers.scaling is not None or consumers.autoscale is not None):
+        key = "scaling" if consumers.scaling is not None else "autoscale"
+        raise FieldError(f"broker models read with a fixed pool of consumers; remove consumers.{key} "
+                         "(Lambda-like scaling is modelled with queue.delivery, autoscaling with a plain queue)",
+                         (*where, "consumers", key), "given")
 
 
 SINGLE_STAGE = "main"

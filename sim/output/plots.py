@@ -20,7 +20,8 @@ from sim.model.units import format_duration
 from sim.output.figstyle import colour, legend_outside
 from sim.output.summaries import run_rows
 
-PLOTTED_OUTCOMES = ("completed", "late", "expired", "rejected", "dropped", "failed", "dead_lettered", "in_system")
+PLOTTED_OUTCOMES = ("completed", "late", "expired", "rejected", "dropped", "failed", "dead_lettered", "lost",
+                    "in_system")
 assert set(PLOTTED_OUTCOMES) == set(OUTCOMES)
 
 OUTCOME_COLOURS = {
@@ -30,6 +31,7 @@ OUTCOME_COLOURS = {
     "rejected": "#e76f51",
     "dropped": "#9b2226",
     "failed": "#6a040f",
+    "lost": "#3d0066",
     "dead_lettered": "#5a189a",
     "in_system": "#8d99ae",
 }
