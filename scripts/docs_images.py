@@ -39,6 +39,8 @@ ANIMATIONS: dict[str, list[str]] = {
     "01-red.gif": ["scenarios/encore-red.yaml", "--to", "90s"],
     "02-sqs-ramp.gif": ["scenarios/sqs-lambda-burst.yaml", "--to", "60s"],
     "03-fanout.gif": ["scenarios/pubsub-fanout.yaml", "--from", "28s", "--to", "50s"],
+    "04-kafka-crash.gif": ["scenarios/kafka-crash-rebalance.yaml", "--from", "50s", "--to", "130s"],
+    "04-redis-outage.gif": ["scenarios/redis-pubsub-outage.yaml", "--from", "25s", "--to", "45s"],
     "05-too-few-consumers.gif": ["scenarios/capacity-plan-burst.yaml", "--to", "8s", "--fps", "8", "--speed", "0.5",
                                 "--set", "consumers.concurrency=2000"],
 }

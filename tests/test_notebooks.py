@@ -23,9 +23,10 @@ from PIL import Image
 from tests.helpers import ROOT
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-EXPECTED = ["01-queueing-demo-by-demo", "02-lambdas-and-a-burst", "03-when-to-use-events", "05-capacity-planning"]
+EXPECTED = ["01-queueing-demo-by-demo", "02-lambdas-and-a-burst", "03-when-to-use-events",
+            "04-choosing-a-message-queue", "05-capacity-planning"]
 SECONDS = 60
-"""Longest a notebook may take to execute (they take 8-20 s on two shared cores)."""
+"""Longest a notebook may take to execute (they take 8-25 s on two shared cores)."""
 
 
 def _docs_images() -> Any:
