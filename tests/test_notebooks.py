@@ -85,15 +85,17 @@ def test_the_gallery_figures_are_the_notebooks_figures() -> None:
 
 
 def test_the_gallery_animations_are_committed_and_shown() -> None:
-    """Each animation of the gallery exists, is an animated GIF, and the README shows it."""
+    """Each animation ``make docs-images`` writes exists, is an animated GIF, and a notebook or the README
+    shows it; the README's gallery shows one animation and one figure per notebook."""
     readme = (ROOT / "README.md").read_text()
+    notebooks = "".join(path.read_text() for path in NOTEBOOKS)
     for name in _docs_images().ANIMATIONS:
         with Image.open(ROOT / "docs/images" / name) as image:
             assert image.format == "GIF"
             assert image.n_frames > 50
-        assert f"(docs/images/{name})" in readme
-    for name in _docs_images().notebook_figures():
-        assert f"(docs/images/{name})" in readme
+        assert f"(docs/images/{name})" in readme or f"(../docs/images/{name})" in notebooks
+    shown = re.findall(r"\(docs/images/(\d\d)-[\w-]+\.(gif|png)\)", readme)
+    assert sorted(shown) == sorted((stem[:2], kind) for stem in EXPECTED for kind in ("gif", "png"))
 
 
 @pytest.mark.slow
