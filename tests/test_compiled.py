@@ -217,3 +217,12 @@ def test_compiled_results_are_exactly_reproducible() -> None:
     first, second = (simulate_compiled(scenario, replication_seeds(7, 2)) for _ in range(2))
     assert_same_records(first, second)
     assert not math.isnan(float(np.nanmax(first.columns.finish)))
+
+
+def test_the_machine_code_cache_is_keyed_on_every_module_the_kernel_inlines() -> None:
+    # Numba freezes imported constants (the tally layout) into the cached machine code but keys its
+    # cache on the function's own file only: a changed layout once ran stale code from the cache.
+    from sim.engine.compiled.jit import compiled_sources
+
+    names = {str(path.relative_to(ROOT)) for path in compiled_sources()}
+    assert {"sim/engine/tally.py", "sim/engine/records.py", "sim/engine/compiled/kernel.py"} <= names

@@ -144,7 +144,7 @@ def test_check_validates_every_point_and_a_mistyped_key(
     code, _, err = qsim("check", typo)
     line = one_error_line(err)
     assert line.startswith(f"{typo}: swep: unknown key; did you mean 'sweep'? allowed here: name, "), line
-    assert line.endswith(", sweep, precision, plan"), line
+    assert line.endswith(", sweep, precision, plan, evaluate"), line
 
 
 # --- running a sweep ----------------------------------------------------------------------------

@@ -22,8 +22,9 @@ import pytest
 
 import sim
 from sim.analysis import theory
+from sim.engine.choice import simulate_with
 from sim.engine.records import COMPLETED, EXPIRED, LATE, REJECTED, Columns
-from sim.engine.simulation import replication_seeds, simulate
+from sim.engine.simulation import RunRecords, replication_seeds, simulate
 from tests.agreement import REPLICATIONS, assert_agrees
 from tests.helpers import make_scenario
 
@@ -36,14 +37,27 @@ def replicate(scenario: sim.Scenario, *statistics: Statistic) -> list[np.ndarray
     """Each statistic over :data:`REPLICATIONS` replications (one simulation per replication).
 
     A statistic is ``statistic(columns, measured)``; ``measured`` masks the arrivals after the warm-up.
+    The theory holds both engines: the first replication runs on each and their records must be
+    identical (so every check below holds for either), the others on the compiled engine when it
+    models the scenario (it is many times faster), else on the SimPy engine.
     """
     values: list[list[float]] = [[] for _ in statistics]
     for replication in range(REPLICATIONS):
-        records = simulate(scenario, replication_seeds(scenario.seed, replication))
+        seeds = replication_seeds(scenario.seed, replication)
+        records = simulate_with(scenario, seeds)  # engine: auto
+        if replication == 0:
+            assert records.engine == "compiled"
+            assert_same_records(simulate(scenario, replication_seeds(scenario.seed, replication)), records)
         measured = records.columns.arrival >= scenario.warmup
         for index, statistic in enumerate(statistics):
             values[index].append(statistic(records.columns, measured))
     return [np.asarray(v) for v in values]
+
+
+def assert_same_records(reference: RunRecords, other: RunRecords) -> None:
+    """The SimPy engine's records and another engine's: equal floats, request for request."""
+    for name in ("arrival", "start", "finish", "outcome", "deadline"):
+        np.testing.assert_array_equal(getattr(other.columns, name), getattr(reference.columns, name), err_msg=name)
 
 
 def waits(columns: Columns, measured: np.ndarray) -> np.ndarray:

@@ -7,13 +7,15 @@
   tests/test_compiled.py fails loudly if it stops working.
 - ``cache=True``: compiled once per machine. Numba's cache is keyed on each function's own
   file, not on the files it inlines from, so the cache lives in a folder named after a hash of
-  this package's sources: any change to the kernel compiles afresh.
+  this package's sources and of every qsim module they import (the tally layout's constants are
+  frozen into the machine code): any change to either compiles afresh.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -25,10 +27,23 @@ from numba import njit
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def compiled_sources() -> list[Path]:
+    """This package's files and the qsim modules they import from: what the machine code depends on."""
+    package = Path(__file__).parent
+    root = package.parents[2]
+    sources = set(package.glob("*.py"))
+    for path in list(sources):
+        for module in re.findall(r"^from (sim(?:\.\w+)+) import", path.read_text(), flags=re.MULTILINE):
+            file = root.joinpath(*module.split(".")).with_suffix(".py")
+            if file.exists():
+                sources.add(file)
+    return sorted(sources)
+
+
 def _cache_dir() -> str:
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode())
+    for path in compiled_sources():
+        digest.update(str(path.relative_to(Path(__file__).parents[3])).encode())
         digest.update(path.read_bytes())
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     folder = base / "qsim" / "numba" / digest.hexdigest()[:16]
