@@ -23,7 +23,8 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 demo: $(RUN_STAMP)
 	$(BIN)/qsim run scenarios/burst-2k-vs-20k.yaml
 
-# What the README shows (docs/images/*.png, docs/flagship-summary.txt), from the bundled scenarios.
+# What the README shows (docs/images/*.png and the gallery's *.gif, docs/flagship-summary.txt), from the bundled
+# scenarios and the executed notebooks.
 docs-images: $(RUN_STAMP)
 	$(BIN)/python scripts/docs_images.py
 

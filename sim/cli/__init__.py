@@ -1,4 +1,5 @@
-"""The ``qsim`` command: ``run``, ``check``, ``compare``, ``plan`` and ``evaluate`` (:mod:`sim.cli.evaluate`).
+"""The ``qsim`` command: ``run``, ``check``, ``compare``, ``plan``, ``evaluate`` (:mod:`sim.cli.evaluate`) and
+``animate`` (:mod:`sim.cli.animate`).
 
 Bad input ends with one line on stderr (``qsim: error: <file>: <field>: ...``) and exit
 code 2, never a traceback; nothing is written before the scenario (every sweep point, every
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.cli import evaluate
+from sim.cli.animate import animate_scenario
 from sim.cli.arguments import UsageError, parser
 from sim.experiments import budget
 from sim.experiments.cache import ResultCache
@@ -309,7 +311,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"run": _run, "check": _check, "compare": _compare,
-                                                             "plan": _plan, "evaluate": _evaluate}
+                                                             "plan": _plan, "evaluate": _evaluate,
+                                                             "animate": animate_scenario}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

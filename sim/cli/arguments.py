@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from sim.about import __version__
 from sim.cli import evaluate
 from sim.model.engines import ENGINES
+from sim.output.replay import MAX_DOTS
 
 
 class UsageError(Exception):
@@ -87,4 +88,28 @@ def parser() -> argparse.ArgumentParser:
     planning.add_argument("--max-replications", type=int, help="cap when refining a probe near the boundary")
     planning.add_argument("--tolerance", type=float, help="stop bisecting a real-valued field at this width")
     evaluate.add_parser(commands, [scenario, execution])
+    add_animate(commands)
     return parser
+
+
+ANIMATE_HELP = "write an animation of a run: requests as dots through the queue and the consumers, coloured by fate"
+
+
+def add_animate(commands: Any) -> None:
+    """``qsim animate``: one run replayed as dots (:mod:`sim.cli.animate`)."""
+    parser = commands.add_parser("animate", help=ANIMATE_HELP)
+    parser.add_argument("scenario", type=Path)
+    parser.add_argument("--out", type=Path, help="the file to write: .gif (default results/<name>.gif), .html "
+                        "(a page with a player) or .mp4 (needs ffmpeg)")
+    parser.add_argument("--from", dest="start", metavar="TIME", default="0s", help="start of the window (default 0s)")
+    parser.add_argument("--to", dest="end", metavar="TIME", help="end of the window (default: 10 s after --from, "
+                        "or the end of the run)")
+    parser.add_argument("--fps", type=float, default=10.0, help="frames per second of video (default 10)")
+    parser.add_argument("--speed", type=float, help="simulated seconds per second of video (default 1, or faster "
+                        "so that the video lasts at most 15 s)")
+    parser.add_argument("--dots", type=int, default=MAX_DOTS,
+                        help=f"requests drawn at most; more are sampled uniformly (default {MAX_DOTS})")
+    parser.add_argument("--seed", type=int, help="override the scenario's seed")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override a field before validation (repeatable)")
+    parser.add_argument("--engine", choices=ENGINES, help="which engine runs it (default: the scenario's)")
