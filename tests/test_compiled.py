@@ -226,3 +226,22 @@ def test_the_machine_code_cache_is_keyed_on_every_module_the_kernel_inlines() ->
 
     names = {str(path.relative_to(ROOT)) for path in compiled_sources()}
     assert {"sim/engine/tally.py", "sim/engine/records.py", "sim/engine/compiled/kernel.py"} <= names
+
+
+def test_a_first_call_that_lasts_says_the_engine_is_compiling(capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: a fresh machine's first run sat silent for about a minute while Numba compiled.
+    from sim.engine.compiled.jit import COMPILING_NOTE, compiling_note
+
+    class Dispatcher:
+        def __init__(self, signatures: list[object]) -> None:
+            self.signatures = signatures
+
+    slow = compiling_note(Dispatcher([]), after=0.01)
+    assert slow is not None
+    slow.join(5)
+    assert capsys.readouterr().err == COMPILING_NOTE + "\n"
+    fast = compiling_note(Dispatcher([]), after=5.0)
+    assert fast is not None
+    fast.cancel()  # the call returned in time: nothing to say
+    assert compiling_note(Dispatcher([object()])) is None  # already compiled or loaded in this process
+    assert capsys.readouterr().err == ""

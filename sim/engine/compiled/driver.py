@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from sim.engine.compiled import layout as at
+from sim.engine.compiled.jit import compiling_note
 from sim.engine.compiled.kernel import advance, close_tally, live_floor, start_producer
 from sim.engine.records import Columns, RunRecords
 from sim.engine.sample import Reservoir
@@ -234,6 +235,7 @@ def run_kernel(scenario: Scenario, seeds: np.random.SeedSequence,
                clock: Callable[[float, float], None] | None = None) -> tuple[at.Arrays, Columns]:
     """Run the kernel to the end; return its final state and the kept rows (every job's, a sample, or none)."""
     arrays = _arrays(scenario)
+    note = compiling_note(advance)  # a first run on this machine compiles for a minute: say so
     feeds = [_Feed(index, producer, scenario, seeds) for index, producer in enumerate(scenario.producers)]
     for index, feed in enumerate(feeds):
         if feed.load(arrays, index):
@@ -244,6 +246,9 @@ def run_kernel(scenario: Scenario, seeds: np.random.SeedSequence,
     next_report = EVENT_BUDGET
     while True:
         status = advance(arrays)
+        if note is not None:
+            note.cancel()
+            note = None
         if clock is not None and arrays.istate[at.EVENTS] >= next_report:
             now = float(arrays.fstate[at.NOW])
             clock(now, _share_done(scenario, arrays, now, horizon))

@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,6 +64,25 @@ if not os.environ.get("NUMBA_CACHE_DIR"):
 
 
 _OPTIONS: dict[str, Any] = {"cache": True, "_nrt": False}
+
+COMPILING_NOTE = ("qsim: note: compiling the compiled engine (once per machine and qsim version, about a "
+                  "minute); later runs load it at once")
+"""Said on stderr when the first call of the engine in a process takes long: Numba is compiling."""
+
+
+def compiling_note(first: Any, after: float = 3.0) -> threading.Timer | None:
+    """Start a timer that says :data:`COMPILING_NOTE` unless cancelled within ``after`` seconds.
+
+    Only when ``first`` (a Numba dispatcher) has not run in this process yet: loading the cached
+    machine code takes well under a second, so a first call that lasts longer is compiling. The
+    caller cancels the timer once the call returns.
+    """
+    if first.signatures:
+        return None
+    timer = threading.Timer(after, lambda: print(COMPILING_NOTE, file=sys.stderr, flush=True))
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def entry(function: F) -> F:
