@@ -340,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                       f"peak {measured.peak_mb:5.0f} MB", file=sys.stderr, flush=True)  # fmt: skip
                 measurements.append(measured)
     print(report(measurements, catalogue, args.quick, args.markdown))
-    if not args.quick:
+    if not args.quick and args.models is None and list(args.only) == list(SIMULATORS):  # a full run only
         RESULTS.write_text(report(measurements, catalogue, args.quick, markdown=True))
         print(f"(written to {RESULTS})", file=sys.stderr)
 
