@@ -15,8 +15,7 @@ from numpy.typing import NDArray
 
 from sim.engine.records import REJECTED
 from sim.engine.simulation import RunRecords
-from sim.engine.tally import MAX_BUCKETS, bucket_count, factor, widening
-from sim.engine.tally import bucket_edges as tally_edges
+from sim.engine.tally import MAX_BUCKETS, bucket_count, factor, series_edges, widening
 
 __all__ = ["MAX_BUCKETS", "Intervals", "StepFunction", "bucket_edges"]
 
@@ -197,5 +196,5 @@ def bucket_edges(end: float, bucket: float) -> tuple[Floats, float]:
         wanted = end / MAX_BUCKETS
         magnitude = 10.0 ** math.floor(math.log10(wanted))
         width = next((m * magnitude for m in (1.0, 2.0, 5.0) if m * magnitude >= wanted), 10.0 * magnitude)
-    edges: Floats = tally_edges(bucket_count(end, width), width, end)
+    edges: Floats = series_edges(bucket_count(end, width), width, end)
     return edges, float(width)

@@ -67,7 +67,7 @@ from sim.engine.tally import (
     WASTED,
     WIDTH,
     bucket_count,
-    bucket_edges,
+    series_edges,
 )
 from sim.model.schema import Scenario, percentile_column
 
@@ -220,18 +220,14 @@ def streamed_summary(records: RunRecords, scenario: Scenario, replication: int, 
     return pd.DataFrame(rows, columns=summary_columns(scenario))
 
 
-def _absorbed(values: np.ndarray, count: int, combine: Callable[..., Any] = np.add) -> np.ndarray:
+def _bucketed(values: np.ndarray, count: int, combine: Callable[..., Any] = np.add) -> np.ndarray:
     """The first ``count`` buckets; the last takes in bucket ``count`` (what happened in the hair
-    between the last whole bucket and the end, and an event exactly at the end)."""
+    between the last whole bucket and the end, and an event exactly at the end: the last bin is closed)."""
     values = values[: count + 1].copy()
     if len(values) > count:
         values[count - 1] = combine(values[count - 1], values[count])
     return values[:count]
 
-
-def _counted(values: NDArray[np.int64], count: int) -> NDArray[np.int64]:
-    """The first ``count`` buckets of an event count (the last bin closed)."""
-    return _absorbed(values, count)
 
 
 def streamed_timeseries(records: RunRecords) -> pd.DataFrame:
@@ -241,14 +237,14 @@ def streamed_timeseries(records: RunRecords) -> pd.DataFrame:
     end = records.end_time
     width = float(tally.scalars[WIDTH])
     count = bucket_count(end, width)
-    edges = bucket_edges(count, width, end)
+    edges = series_edges(count, width, end)
     widths = np.minimum(edges[1:], end) - edges[:-1]
 
     def counted(kind: int) -> NDArray[np.int64]:
-        return _counted(tally.series[kind], count)
+        return _bucketed(tally.series[kind], count)
 
     def average(kind: int, row: int = 0) -> Floats:
-        area = _absorbed(tally.areas[kind, row], count)
+        area = _bucketed(tally.areas[kind, row], count)
         averaged: Floats = np.divide(area, widths, out=np.zeros_like(area), where=widths > 0)
         return averaged
 
@@ -257,7 +253,7 @@ def streamed_timeseries(records: RunRecords) -> pd.DataFrame:
         "time": edges[:-1], "arrivals": counted(ARRIVALS), "served": counted(SERVED_AT),
         "completed": counted(COMPLETED_AT), "late": late, "expired": expired, "timeouts": late + expired,
         "rejected": counted(REJECTED_AT), "dropped": counted(DROPPED_AT), "queue_length": average(QUEUE),
-        "queue_max": _absorbed(tally.peaks, count, np.maximum), "busy": average(BUSY), "in_system": average(SYSTEM),
+        "queue_max": _bucketed(tally.peaks, count, np.maximum), "busy": average(BUSY), "in_system": average(SYSTEM),
     }  # fmt: skip
     several = tally.flags[STAGE_VIEWS] > 0
     if records.columns is not records.jobs and not several:
@@ -271,9 +267,9 @@ def streamed_timeseries(records: RunRecords) -> pd.DataFrame:
     if several:
         for index, name in enumerate(records.stage_names):
             stage = tally.stage_series[:, index]
-            columns[f"{name}.arrivals"] = _counted(stage[STAGE_ARRIVALS_AT], count)
-            columns[f"{name}.served"] = _counted(stage[STAGE_SERVED_AT], count)
-            columns[f"{name}.lost"] = _counted(stage[STAGE_LOST_AT], count)
+            columns[f"{name}.arrivals"] = _bucketed(stage[STAGE_ARRIVALS_AT], count)
+            columns[f"{name}.served"] = _bucketed(stage[STAGE_SERVED_AT], count)
+            columns[f"{name}.lost"] = _bucketed(stage[STAGE_LOST_AT], count)
             columns[f"{name}.queue_length"] = average(QUEUE, 1 + index)
             columns[f"{name}.busy"] = average(BUSY, 1 + index)
     frame = pd.DataFrame(columns)

@@ -23,14 +23,14 @@ import numpy as np
 
 from sim.engine.changes import Changes, Rows, invocation_changes, job_changes, request_changes
 from sim.engine.compiled import replay as compiled
-from sim.engine.compiled.tallying import close
+from sim.engine.compiled.tallying import closed
 from sim.engine.kept import Kept
 from sim.engine.kernel import Kernel
 from sim.engine.records import JobLog, RequestLog, Usage
 from sim.engine.routing import Tracker
 from sim.engine.rows import numpy_of
 from sim.engine.stage import Stage
-from sim.engine.tally import BASE_WIDTH, WARMUP, WIDTH, Tally, bucket_count, fitted, grown, new_tally, widened, widening
+from sim.engine.tally import WARMUP, Tally, fitted, new_tally
 from sim.model.schema import Scenario
 
 JOB_COLUMNS = ("producer", "arrival", "deadline", "service", "start", "finish", "outcome", "reason")
@@ -100,11 +100,7 @@ class Folder:
         if self.tracker is not None:
             self._fold_requests(self.request_done, self.tracker.request_count, end)
         self._fold_invocations()
-        tally = self.changes.replay(self.tally, math.inf)
-        width = float(tally.scalars[WIDTH])
-        tally = grown(tally, int(end / width) + 2)
-        close(tally, end, bucket_count(end, width))
-        self.tally = widened(tally, widening(end, float(tally.scalars[BASE_WIDTH])))
+        self.tally = closed(self.changes.replay(self.tally, math.inf), end)
         return self.tally
 
     def _fold_jobs(self, first: int, last: int, end: float) -> None:

@@ -85,11 +85,11 @@ def factor(step: int) -> int:
 def bucket_count(end: float, width: float) -> int:
     """How many buckets of ``width`` cover ``[0, end]``: at least one. An ``end`` a hair past a whole
     number of buckets (by rounding) opens no sliver bucket, whose average would be noise: the last
-    bucket reaches to ``end`` and takes what happened in that hair (see :func:`bucket_edges`)."""
+    bucket reaches to ``end`` and takes what happened in that hair (see :func:`series_edges`)."""
     return max(1, math.ceil(end / width - 1e-9))
 
 
-def bucket_edges(count: int, width: float, end: float) -> np.ndarray:
+def series_edges(count: int, width: float, end: float) -> np.ndarray:
     """The ``count + 1`` edges of the time series; the last is moved out to ``end`` if short of it."""
     edges = np.arange(count + 1, dtype=np.float64) * width
     edges[-1] = max(edges[-1], end)

@@ -157,7 +157,8 @@ def estimate(scenarios: Sequence[Scenario], replications: int, workers: int | No
     ``workers`` as ``--workers`` takes it (``None``: one per core); ``remote`` when the runs
     happen on a cluster (only the first run is redone here, for its requests).
     """
-    costs = [(_run_cost(workload(scenario), scenario), workload(scenario)) for scenario in scenarios]
+    loads = [workload(scenario) for scenario in scenarios]
+    costs = [(_run_cost(load, scenario), load) for load, scenario in zip(loads, scenarios, strict=True)]
     (run_bytes, _), largest = max(costs, key=lambda item: item[0][0])
     runs = len(scenarios) * replications
     kept = [requests_kept(scenario).kept for scenario in scenarios]

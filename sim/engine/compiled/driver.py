@@ -17,25 +17,20 @@ import numpy as np
 
 from sim.engine.compiled import layout as at
 from sim.engine.compiled.jit import compiling_note
-from sim.engine.compiled.kernel import advance, close_tally, live_floor, start_producer
+from sim.engine.compiled.kernel import advance, live_floor, start_producer
+from sim.engine.compiled.tallying import closed
 from sim.engine.records import Columns, RunRecords
 from sim.engine.sample import Reservoir
 from sim.engine.streams import ARRIVALS, PATIENCE, SAMPLE_STREAM, SERVICE, STAGE_STREAMS, stream
 from sim.engine.tally import (
-    BASE_WIDTH,
     OFFERED,
     OUTCOME_BASE,
     OVERDUE,
     Tally,
-    bucket_count,
     fitted,
-    grown,
     new_tally,
-    widened,
-    widening,
 )
 from sim.engine.tally import WARMUP as TALLY_WARMUP
-from sim.engine.tally import WIDTH as TALLY_WIDTH
 from sim.model.arrivals import BLOCK
 from sim.model.distributions import SAMPLER_BLOCK
 from sim.model.keeping import requests_kept
@@ -293,14 +288,10 @@ def _end_time(scenario: Scenario, arrays: at.Arrays) -> float:
 
 
 def _close(arrays: at.Arrays, end: float) -> at.Arrays:
-    """Finish the streaming statistics at ``end``: levels, maxima, the requests still in the system, buckets."""
-    tally = arrays.tally
-    width = float(tally.scalars[TALLY_WIDTH])
-    tally = grown(tally, int(end / width) + 2)
-    arrays = arrays._replace(tally=tally)
-    close_tally(arrays, end, bucket_count(end, width))
-    _count_live(arrays, end)
-    return arrays._replace(tally=widened(tally, widening(end, float(tally.scalars[BASE_WIDTH]))))
+    """Finish the streaming statistics at ``end``: levels, maxima, buckets, the requests still in the system."""
+    arrays = arrays._replace(tally=closed(arrays.tally, end))
+    _count_live(arrays, end)  # counts only: the buckets' width does not matter to it
+    return arrays
 
 
 def _count_live(arrays: at.Arrays, end: float) -> None:

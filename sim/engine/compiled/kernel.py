@@ -60,7 +60,7 @@ from sim.engine.compiled.layout import (
 from sim.engine.compiled.policies import codel_pop, early_drop, fail_at_scale_pop
 from sim.engine.compiled.steps import begin, fold_final, pop_waiting, schedule, settle, shift_level
 from sim.engine.compiled.tallying import advance as advance_clock
-from sim.engine.compiled.tallying import arrive, close, room_for
+from sim.engine.compiled.tallying import arrive, room_for
 from sim.engine.compiled.waiting import evict_for, oldest, push
 from sim.engine.tally import BUSY, QUEUE, SYSTEM
 
@@ -242,9 +242,3 @@ def start_producer(a: Arrays, producer: int) -> None:
     """Schedule a producer's first arrival (the driver calls this in producer order, as SimPy does)."""
     a.block_position[producer] = 0
     schedule(a, producer, a.arrival_times[producer, 0])
-
-
-@entry
-def close_tally(a: Arrays, end: float, buckets: int) -> None:
-    """Integrate the streaming statistics up to ``end`` (see :func:`sim.engine.compiled.tallying.close`)."""
-    close(a.tally, end, buckets)

@@ -49,6 +49,10 @@ from sim.engine.tally import (
     WASTED,
     WIDTH,
     Tally,
+    bucket_count,
+    grown,
+    widened,
+    widening,
 )
 
 COMPLETED, LATE, EXPIRED, REJECTED, DROPPED = 1, 2, 3, 4, 5
@@ -255,3 +259,14 @@ def close(t: Tally, end: float, buckets: int) -> None:
     first = t.flags[ENTERED] + 1 if t.flags[STARTED] == 1 else 0
     for passed in range(first, buckets):
         t.peaks[passed] = max(t.peaks[passed], t.level[QUEUE, 0])
+
+
+def closed(tally: Tally, end: float) -> Tally:
+    """The tally of a run that ended at ``end``, closed by :func:`close`, its buckets at their final width.
+
+    Both engines finish a streamed run this way (the compiled driver and the SimPy engine's folder).
+    """
+    width = float(tally.scalars[WIDTH])
+    tally = grown(tally, int(end / width) + 2)
+    close(tally, end, bucket_count(end, width))
+    return widened(tally, widening(end, float(tally.scalars[BASE_WIDTH])))
