@@ -24,9 +24,10 @@ import sim
 from sim.analysis import theory
 from sim.engine.choice import simulate_with
 from sim.engine.records import COMPLETED, EXPIRED, LATE, REJECTED, Columns
-from sim.engine.simulation import RunRecords, replication_seeds, simulate
+from sim.engine.simulation import replication_seeds, simulate
 from tests.agreement import REPLICATIONS, assert_agrees
 from tests.helpers import make_scenario
+from tests.test_compiled import assert_same_records
 
 pytestmark = pytest.mark.slow
 
@@ -52,12 +53,6 @@ def replicate(scenario: sim.Scenario, *statistics: Statistic) -> list[np.ndarray
         for index, statistic in enumerate(statistics):
             values[index].append(statistic(records.columns, measured))
     return [np.asarray(v) for v in values]
-
-
-def assert_same_records(reference: RunRecords, other: RunRecords) -> None:
-    """The SimPy engine's records and another engine's: equal floats, request for request."""
-    for name in ("arrival", "start", "finish", "outcome", "deadline"):
-        np.testing.assert_array_equal(getattr(other.columns, name), getattr(reference.columns, name), err_msg=name)
 
 
 def waits(columns: Columns, measured: np.ndarray) -> np.ndarray:
